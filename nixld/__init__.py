@@ -1,0 +1,33 @@
+"""nixld: run unpatched, dynamically linked Linux binaries on NixOS, through the real loader.
+
+The library path goes to the loader on its command line, so neither the program nor its
+children see a modified environment.
+"""
+
+from nixld.errors import (
+    ArchitectureMismatch,
+    LaunchError,
+    LoaderError,
+    NixLdError,
+    NotExecutable,
+    ProgramNotFound,
+    UsageError,
+)
+from nixld.loader import LaunchPlan, exec_foreign, plan_launch, run_foreign, spawn_foreign
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArchitectureMismatch",
+    "LaunchError",
+    "LaunchPlan",
+    "LoaderError",
+    "NixLdError",
+    "NotExecutable",
+    "ProgramNotFound",
+    "UsageError",
+    "exec_foreign",
+    "plan_launch",
+    "run_foreign",
+    "spawn_foreign",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from nixld.cli import main
+
+sys.exit(main())

@@ -1,0 +1,207 @@
+"""The few facts the launch needs from an ELF file, read with `struct` alone.
+
+This module is on the `nixld run` hot path: it reads the ELF header and the program headers
+(a few hundred bytes) and nothing else. Full parsing belongs to `nixld inspect`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import namedtuple
+
+ELF_MAGIC = b"\x7fELF"
+
+ET_EXEC = 2
+ET_DYN = 3
+PT_DYNAMIC = 2
+PT_INTERP = 3
+
+EM_386 = 3
+EM_PPC = 20
+EM_PPC64 = 21
+EM_S390 = 22
+EM_ARM = 40
+EM_X86_64 = 62
+EM_AARCH64 = 183
+EM_RISCV = 243
+EM_LOONGARCH = 258
+
+# (e_machine, class) -> (machine name, Nix system with "-" written as "_", or None)
+_MACHINES = {
+    (EM_X86_64, 64): ("x86_64", "x86_64_linux"),
+    (EM_X86_64, 32): ("x32", None),
+    (EM_386, 32): ("i386", "i686_linux"),
+    (EM_AARCH64, 64): ("aarch64", "aarch64_linux"),
+    (EM_ARM, 32): ("arm", "armv7l_linux"),
+    (EM_RISCV, 64): ("riscv64", "riscv64_linux"),
+    (EM_RISCV, 32): ("riscv32", None),
+    (EM_PPC64, 64): ("ppc64", "powerpc64_linux"),
+    (EM_PPC, 32): ("ppc", None),
+    (EM_S390, 64): ("s390x", "s390x_linux"),
+    (EM_LOONGARCH, 64): ("loongarch64", "loongarch64_linux"),
+}
+
+# What each kernel (os.uname().machine) runs without emulation: (class, little endian, e_machine).
+_HOST_ABIS = {
+    "x86_64": {(64, True, EM_X86_64), (32, True, EM_386)},
+    "i686": {(32, True, EM_386)},
+    "i586": {(32, True, EM_386)},
+    "i386": {(32, True, EM_386)},
+    "aarch64": {(64, True, EM_AARCH64), (32, True, EM_ARM)},
+    "armv8l": {(32, True, EM_ARM)},
+    "armv7l": {(32, True, EM_ARM)},
+    "armv6l": {(32, True, EM_ARM)},
+    "riscv64": {(64, True, EM_RISCV)},
+    "ppc64le": {(64, True, EM_PPC64)},
+    "ppc64": {(64, False, EM_PPC64), (32, False, EM_PPC)},
+    "s390x": {(64, False, EM_S390)},
+    "loongarch64": {(64, True, EM_LOONGARCH)},
+}
+
+# The kernel refuses more program headers than fit in 64 KiB (fs/binfmt_elf.c).
+_MAX_PROGRAM_HEADERS_BYTES = 65536
+# The kernel refuses an interpreter path longer than PATH_MAX.
+_PATH_MAX = 4096
+
+_LAYOUTS = {
+    # class: (header format after e_ident, header size, program header format, its size)
+    64: ("HHIQQQIHHHHHH", 64, "IIQQQQQQ", 56),
+    32: ("HHIIIIIHHHHHH", 52, "IIIIIIII", 32),
+}
+
+
+class ElfError(ValueError):
+    """The file is not a well-formed ELF program; the message says what is wrong."""
+
+
+class NotElf(ElfError):
+    """The file does not start with the ELF magic; `head` holds its first bytes."""
+
+    def __init__(self, head: bytes) -> None:
+        super().__init__("not an ELF file")
+        self.head = head
+
+
+class ElfHeader(
+    namedtuple(
+        "ElfHeader",
+        "elf_class little_endian machine type entry interpreter has_dynamic",
+    )
+):
+    """What the launch needs to know of an ELF file (class is 32 or 64; interpreter is bytes or None)."""
+
+    __slots__ = ()
+
+    @property
+    def machine_name(self) -> str:
+        """A short name for the machine, as `uname -m` would say it (`x86_64`, `i386`, `aarch64`)."""
+        known = _MACHINES.get((self.machine, self.elf_class))
+        if known is None:
+            return f"machine {self.machine} ({self.elf_class}-bit)"
+        name = known[0]
+        if self.machine == EM_PPC64 and self.little_endian:
+            name += "le"
+        return name
+
+    @property
+    def system(self) -> str | None:
+        """The Nix system in nix-ld's spelling (`x86_64_linux`), or None for machines Nix lacks."""
+        known = _MACHINES.get((self.machine, self.elf_class))
+        if known is None or known[1] is None:
+            return None
+        if self.machine == EM_PPC64 and self.little_endian:
+            return "powerpc64le_linux"
+        return known[1]
+
+    @property
+    def abi(self) -> tuple[int, bool, int]:
+        """(class, little endian, e_machine): two files can share a process only when these agree."""
+        return (self.elf_class, self.little_endian, self.machine)
+
+
+def host_runs(header: ElfHeader, host_machine: str | None = None) -> bool:
+    """True when this kernel runs programs of the header's machine natively.
+
+    An unknown host machine is given the benefit of the doubt.
+    """
+    abis = _HOST_ABIS.get(host_machine or os.uname().machine)
+    return abis is None or header.abi in abis
+
+
+def host_machine_name() -> str:
+    """The machine this kernel runs, as `uname -m` says it."""
+    return os.uname().machine
+
+
+def read_header(path: bytes) -> ElfHeader:
+    """Read the ELF and program headers of the file at `path`.
+
+    Raises OSError when the file cannot be read, NotElf when it is not ELF, ElfError when it is
+    truncated or corrupt.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return read_header_from(fd)
+    finally:
+        os.close(fd)
+
+
+def read_header_from(fd: int) -> ElfHeader:
+    """Like read_header, from an open file descriptor (read with pread: its offset is untouched)."""
+    head = os.pread(fd, 64, 0)
+    if head[:4] != ELF_MAGIC:
+        raise NotElf(head)
+    if len(head) < 16:
+        raise ElfError("truncated ELF file (it ends inside the ELF identification)")
+    elf_class = {1: 32, 2: 64}.get(head[4])
+    if elf_class is None:
+        raise ElfError(f"corrupt ELF header (unknown class {head[4]})")
+    if head[5] not in (1, 2):
+        raise ElfError(f"corrupt ELF header (unknown byte order {head[5]})")
+    little_endian = head[5] == 1
+    order = "<" if little_endian else ">"
+    header_format, header_size, phdr_format, phdr_size = _LAYOUTS[elf_class]
+    if len(head) < header_size:
+        raise ElfError("truncated ELF file (it ends inside the ELF header)")
+    (e_type, e_machine, _version, e_entry, e_phoff, _shoff, _flags, _ehsize,
+     e_phentsize, e_phnum, _shentsize, _shnum, _shstrndx) = struct.unpack_from(
+        order + header_format, head, 16)
+
+    if e_phnum == 0:
+        raise ElfError("corrupt ELF header (no program headers)")
+    if e_phentsize != phdr_size:
+        raise ElfError(f"corrupt ELF header (program header size {e_phentsize}, expected {phdr_size})")
+    table_size = e_phnum * phdr_size
+    if table_size > _MAX_PROGRAM_HEADERS_BYTES:
+        raise ElfError(f"corrupt ELF header ({e_phnum} program headers)")
+    table = os.pread(fd, table_size, e_phoff)
+    if len(table) < table_size:
+        raise ElfError("truncated ELF file (it ends inside the program headers)")
+
+    interpreter = None
+    has_dynamic = False
+    phdr = struct.Struct(order + phdr_format)
+    for fields in phdr.iter_unpack(table):
+        p_type = fields[0]
+        if p_type == PT_DYNAMIC:
+            has_dynamic = True
+        elif p_type == PT_INTERP and interpreter is None:
+            if elf_class == 64:
+                offset, size = fields[2], fields[5]
+            else:
+                offset, size = fields[1], fields[4]
+            interpreter = _read_interpreter(fd, offset, size)
+    return ElfHeader(elf_class, little_endian, e_machine, e_type, e_entry, interpreter, has_dynamic)
+
+
+def _read_interpreter(fd: int, offset: int, size: int) -> bytes:
+    # The same bounds the kernel enforces before it trusts PT_INTERP.
+    if size < 2 or size > _PATH_MAX:
+        raise ElfError(f"corrupt ELF program header (interpreter path of {size} bytes)")
+    data = os.pread(fd, size, offset)
+    if len(data) < size:
+        raise ElfError("truncated ELF file (it ends inside the interpreter path)")
+    if data[-1] != 0:
+        raise ElfError("corrupt ELF program header (interpreter path is not NUL-terminated)")
+    return data[: data.index(b"\0")]

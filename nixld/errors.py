@@ -1,0 +1,48 @@
+"""nixld's exceptions: each carries a one-line message and the shell exit status it maps to."""
+
+from __future__ import annotations
+
+
+class NixLdError(Exception):
+    """Base of every error nixld raises for a problem the user can fix."""
+
+    exit_status = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(NixLdError):
+    """The command line is wrong."""
+
+    exit_status = 2
+
+
+class LaunchError(NixLdError):
+    """The program cannot be launched; raised before anything is executed."""
+
+    exit_status = 126
+
+
+class ProgramNotFound(LaunchError):
+    """The program does not exist or is not on PATH."""
+
+    exit_status = 127
+
+
+class NotExecutable(LaunchError):
+    """The program exists but cannot be executed: a directory, no permission, not ELF, corrupt."""
+
+
+class ArchitectureMismatch(LaunchError):
+    """The program is built for a machine this one cannot run."""
+
+
+class LoaderError(LaunchError):
+    """The loader is missing, is not an ELF program loader, or does not fit the program."""
+
+
+def display(path: bytes) -> str:
+    """A path as it should appear in a one-line message: undecodable bytes as \\xNN escapes."""
+    return path.decode(errors="backslashreplace")
