@@ -1,0 +1,74 @@
+"""Hand-made ELF files for planning tests: any class, byte order, machine and loader options.
+
+Planning reads only the ELF and program headers (and, of a loader, the option names it
+contains), so these files need no code: they are never executed.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+EM_386 = 3
+EM_ARM = 40
+EM_X86_64 = 62
+EM_AARCH64 = 183
+EM_RISCV = 243
+EM_PPC64 = 21
+
+ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4
+PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
+
+GLIBC_OPTIONS = (b"--library-path", b"--argv0")
+
+
+def elf_bytes(
+    *,
+    elf_class: int = 64,
+    little_endian: bool = True,
+    machine: int = EM_X86_64,
+    elf_type: int = ET_DYN,
+    entry: int = 0x1040,
+    interpreter: bytes | None = b"/nix/store/0-glibc/lib/ld-linux-x86-64.so.2",
+    dynamic: bool = True,
+    payload: bytes = b"",
+) -> bytes:
+    """An ELF file with a PT_LOAD, optional PT_INTERP and PT_DYNAMIC, and `payload` at its end."""
+    order = "<" if little_endian else ">"
+    header_size, phdr_size = (64, 56) if elf_class == 64 else (52, 32)
+    phdrs = [(PT_LOAD, b"")]
+    if interpreter is not None:
+        phdrs.append((PT_INTERP, interpreter + b"\0"))
+    if dynamic:
+        phdrs.append((PT_DYNAMIC, b"\0" * (16 if elf_class == 64 else 8)))
+    data_offset = header_size + phdr_size * len(phdrs)
+    tables, blobs = [], b""
+    for p_type, blob in phdrs:
+        offset = data_offset + len(blobs)
+        if elf_class == 64:
+            tables.append(struct.pack(order + "IIQQQQQQ", p_type, 5, offset, offset, offset,
+                                      len(blob), len(blob), 8))
+        else:
+            tables.append(struct.pack(order + "IIIIIIII", p_type, offset, offset, offset,
+                                      len(blob), len(blob), 5, 4))
+        blobs += blob
+    ident = b"\x7fELF" + bytes([2 if elf_class == 64 else 1, 1 if little_endian else 2, 1, 0]) + bytes(8)
+    fields = (elf_type, machine, 1, entry, header_size, 0, 0, header_size, phdr_size, len(phdrs), 0, 0, 0)
+    header_format = "HHIQQQIHHHHHH" if elf_class == 64 else "HHIIIIIHHHHHH"
+    return ident + struct.pack(order + header_format, *fields) + b"".join(tables) + blobs + payload
+
+
+def write_elf(path: Path, mode: int = 0o755, **fields) -> bytes:
+    """Write elf_bytes(**fields) to `path` with `mode`; returns the path as bytes."""
+    path.write_bytes(elf_bytes(**fields))
+    os.chmod(path, mode)
+    return os.fsencode(path)
+
+
+def write_loader(path: Path, options=GLIBC_OPTIONS, **fields) -> bytes:
+    """A file that passes for a program loader (entry point, no interpreter) and names `options`
+    the way glibc's ld.so stores them (NUL-terminated, for strcmp)."""
+    payload = b"".join(option + b"\0" for option in options)
+    fields.setdefault("interpreter", None)
+    return write_elf(path, payload=payload, **fields)

@@ -1,0 +1,102 @@
+"""The hot path's ELF reader: the facts the launch needs, and clean errors for everything else."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from crafted import EM_386, EM_AARCH64, EM_ARM, EM_PPC64, EM_RISCV, EM_X86_64, ET_EXEC, elf_bytes
+
+from nixld import elf
+
+
+def read(tmp_path, data: bytes) -> elf.ElfHeader:
+    path = tmp_path / "file"
+    path.write_bytes(data)
+    return elf.read_header(os.fsencode(path))
+
+
+def test_reads_the_interpreter_of_a_real_program():
+    header = elf.read_header(b"/usr/bin/true")
+    assert header.interpreter == b"/lib64/ld-linux-x86-64.so.2"
+    assert header.system == "x86_64_linux"
+    assert header.machine_name == "x86_64"
+    assert header.has_dynamic
+
+
+def test_the_real_loader_has_an_entry_point_and_no_interpreter():
+    header = elf.read_header(b"/lib64/ld-linux-x86-64.so.2")
+    assert header.interpreter is None
+    assert header.entry != 0
+    assert header.type == elf.ET_DYN
+
+
+@pytest.mark.parametrize(
+    "elf_class, little_endian, machine, system, name",
+    [
+        (64, True, EM_X86_64, "x86_64_linux", "x86_64"),
+        (32, True, EM_386, "i686_linux", "i386"),
+        (64, True, EM_AARCH64, "aarch64_linux", "aarch64"),
+        (32, True, EM_ARM, "armv7l_linux", "arm"),
+        (64, True, EM_RISCV, "riscv64_linux", "riscv64"),
+        (64, True, EM_PPC64, "powerpc64le_linux", "ppc64le"),
+        (64, False, EM_PPC64, "powerpc64_linux", "ppc64"),
+        (32, True, EM_X86_64, None, "x32"),
+    ],
+)
+def test_the_system_comes_from_class_and_machine(tmp_path, elf_class, little_endian, machine, system, name):
+    header = read(tmp_path, elf_bytes(elf_class=elf_class, little_endian=little_endian, machine=machine))
+    assert (header.elf_class, header.little_endian) == (elf_class, little_endian)
+    assert header.system == system
+    assert header.machine_name == name
+    assert header.interpreter == b"/nix/store/0-glibc/lib/ld-linux-x86-64.so.2"
+
+
+def test_a_static_program_has_no_interpreter(tmp_path):
+    header = read(tmp_path, elf_bytes(interpreter=None, dynamic=False, elf_type=ET_EXEC))
+    assert header.interpreter is None and not header.has_dynamic
+
+
+def test_an_x86_64_kernel_runs_i386_but_not_aarch64(tmp_path):
+    assert elf.host_runs(read(tmp_path, elf_bytes(elf_class=32, machine=EM_386)), "x86_64")
+    assert not elf.host_runs(read(tmp_path, elf_bytes(machine=EM_AARCH64)), "x86_64")
+    assert elf.host_runs(read(tmp_path, elf_bytes(machine=EM_AARCH64)), "aarch64")
+    assert not elf.host_runs(read(tmp_path, elf_bytes(machine=EM_X86_64)), "aarch64")
+
+
+def test_a_script_is_not_elf_and_keeps_its_first_bytes(tmp_path):
+    with pytest.raises(elf.NotElf) as raised:
+        read(tmp_path, b"#!/bin/sh\necho hi\n")
+    assert raised.value.head.startswith(b"#!")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda data: data[:10], "truncated ELF file (it ends inside the ELF identification)"),
+        (lambda data: data[:40], "truncated ELF file (it ends inside the ELF header)"),
+        (lambda data: data[:100], "truncated ELF file (it ends inside the program headers)"),
+        (lambda data: data[:4] + b"\x07" + data[5:], "corrupt ELF header (unknown class 7)"),
+        (lambda data: data[:5] + b"\x00" + data[6:], "corrupt ELF header (unknown byte order 0)"),
+        (lambda data: data[:56] + b"\x00\x00" + data[58:], "corrupt ELF header (no program headers)"),
+        (lambda data: data[:54] + b"\x20\x00" + data[56:], "corrupt ELF header (program header size 32, expected 56)"),
+    ],
+)
+def test_damaged_files_raise_one_clear_error(tmp_path, damage, message):
+    with pytest.raises(elf.ElfError) as raised:
+        read(tmp_path, damage(elf_bytes()))
+    assert str(raised.value) == message
+
+
+def test_an_interpreter_that_runs_past_the_end_is_truncated(tmp_path):
+    data = elf_bytes()
+    cut = data.index(b"/nix/store") + 5
+    with pytest.raises(elf.ElfError, match="ends inside the interpreter path"):
+        read(tmp_path, data[:cut])
+
+
+def test_an_interpreter_without_its_nul_is_corrupt(tmp_path):
+    data = bytearray(elf_bytes(dynamic=False))
+    data[-1:] = b"X"
+    with pytest.raises(elf.ElfError, match="not NUL-terminated"):
+        read(tmp_path, bytes(data))

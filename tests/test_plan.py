@@ -1,0 +1,279 @@
+"""plan_launch: what the launch will do, decided before anything runs.
+
+Programs and loaders here are hand-made ELF headers (tests/crafted.py): planning never
+executes them, so every machine, class and loader feature can be covered on one host.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from crafted import EM_386, EM_AARCH64, ET_CORE, ET_EXEC, ET_REL, write_elf, write_loader
+
+import nixld
+from nixld.loader import MODE_DIRECT, MODE_ENVIRONMENT, MODE_LIBRARY_PATH
+
+X86_64_INTERPRETER = b"/lib64/ld-linux-x86-64.so.2"
+
+
+@pytest.fixture
+def program(tmp_path):
+    return write_elf(tmp_path / "tool")
+
+
+@pytest.fixture
+def loader(tmp_path):
+    return write_loader(tmp_path / "ld.so")
+
+
+def plan(program, env, **kwargs):
+    return nixld.plan_launch(program, env=env, **kwargs)
+
+
+def levels(decisions, level):
+    return [message for decision_level, message in decisions if decision_level == level]
+
+
+def test_the_plan_runs_the_loader_with_the_library_path_on_its_command_line(program, loader):
+    env = {b"NIX_LD": loader, b"NIX_LD_LIBRARY_PATH": b"/nix/lib", b"HOME": b"/home/me"}
+    launch = plan(program, env, argv=[b"tool-name", b"--flag", b""])
+    assert launch.mode == MODE_LIBRARY_PATH
+    assert launch.executable == loader
+    assert launch.argv == (loader, b"--library-path", b"/nix/lib", b"--argv0", b"tool-name",
+                           program, b"--flag", b"")
+    assert launch.env == tuple(env.items())
+    assert (launch.loader_source, launch.system) == ("NIX_LD", "x86_64_linux")
+
+
+def test_argv_defaults_to_the_program_path_as_given(program, loader):
+    launch = plan(program, {b"NIX_LD": loader})
+    assert launch.argv[launch.argv.index(b"--argv0") + 1] == program
+
+
+def test_the_library_path_is_the_callers_then_libs_then_nix_ld_dirs_without_duplicates(program, loader):
+    env = {b"NIX_LD": loader, b"LD_LIBRARY_PATH": b"/mine:/shared", b"NIX_LD_LIBRARY_PATH": b"/shared,/nix"}
+    launch = plan(program, env, libs=["/extra", b"/mine"])
+    assert launch.library_path == (b"/mine", b"/shared", b"/extra", b"/nix")
+    assert launch.argv[2] == b"/mine:/shared:/extra:/nix"
+
+
+def test_a_single_library_directory_given_as_a_string_is_one_directory(program, loader):
+    assert plan(program, {b"NIX_LD": loader, b"NIX_LD_LIBRARY_PATH": b"/n"}, libs="/only").library_path == (b"/only", b"/n")
+
+
+def test_a_loader_without_library_path_gets_it_in_ld_library_path_and_a_warning(tmp_path, program):
+    old_loader = write_loader(tmp_path / "old-ld.so", options=())
+    env = {b"NIX_LD": old_loader, b"LD_LIBRARY_PATH": b"/mine", b"NIX_LD_LIBRARY_PATH": b"/nix", b"A": b"1"}
+    launch = plan(program, env)
+    assert launch.mode == MODE_ENVIRONMENT
+    assert launch.argv == (old_loader, program)
+    assert dict(launch.env)[b"LD_LIBRARY_PATH"] == b"/mine:/nix"
+    assert [name for name, _ in launch.env] == list(env)
+    assert any("children will inherit" in message for message in levels(launch.decisions, "warn"))
+
+
+def test_a_loader_without_argv0_warns_only_when_argv0_differs(tmp_path, program):
+    old_loader = write_loader(tmp_path / "old-ld.so", options=(b"--library-path",))
+    same = plan(program, {b"NIX_LD": old_loader})
+    assert b"--argv0" not in same.argv and not levels(same.decisions, "warn")
+    renamed = plan(program, {b"NIX_LD": old_loader}, argv=[b"other-name"])
+    assert b"--argv0" not in renamed.argv
+    assert any("no --argv0 option" in message for message in levels(renamed.decisions, "warn"))
+
+
+def test_options_in_help_text_alone_do_not_count_as_supported(tmp_path, program):
+    help_only = write_loader(tmp_path / "ld.so", options=(b"  --library-path PATH   use PATH",))
+    assert plan(program, {b"NIX_LD": help_only}).mode == MODE_ENVIRONMENT
+
+
+def test_a_32_bit_program_uses_the_i686_loader_and_library_path(tmp_path):
+    program = write_elf(tmp_path / "tool32", elf_class=32, machine=EM_386)
+    loader32 = write_loader(tmp_path / "ld32.so", elf_class=32, machine=EM_386)
+    loader64 = write_loader(tmp_path / "ld64.so")
+    env = {b"NIX_LD": loader64, b"NIX_LD_i686_linux": loader32,
+           b"NIX_LD_LIBRARY_PATH": b"/lib64dirs", b"NIX_LD_LIBRARY_PATH_i686_linux": b"/lib32dirs"}
+    launch = plan(program, env)
+    assert (launch.loader, launch.loader_source, launch.system) == (loader32, "NIX_LD_i686_linux", "i686_linux")
+    assert launch.library_path == (b"/lib32dirs",)
+
+
+def test_a_loader_of_another_machine_is_refused_naming_both(tmp_path, program):
+    aarch64_loader = write_loader(tmp_path / "ld-aarch64.so", machine=EM_AARCH64)
+    with pytest.raises(nixld.LoaderError) as raised:
+        plan(program, {b"NIX_LD": aarch64_loader})
+    assert raised.value.exit_status == 126
+    assert "aarch64 loader" in raised.value.message and "x86_64 program" in raised.value.message
+
+
+def test_a_32_bit_program_with_only_a_64_bit_loader_is_refused(tmp_path, loader):
+    program = write_elf(tmp_path / "tool32", elf_class=32, machine=EM_386)
+    with pytest.raises(nixld.LoaderError, match="x86_64 loader .* i386 program.*NIX_LD_i686_linux"):
+        plan(program, {b"NIX_LD": loader})
+
+
+def test_a_program_for_another_machine_is_refused_naming_both(tmp_path):
+    if os.uname().machine != "x86_64":
+        pytest.skip("the message names this host's machine")
+    program = write_elf(tmp_path / "arm-tool", machine=EM_AARCH64)
+    with pytest.raises(nixld.ArchitectureMismatch) as raised:
+        plan(program, {b"NIX_LD": b"/lib64/ld-linux-x86-64.so.2"})
+    assert raised.value.exit_status == 126
+    assert "aarch64 program" in raised.value.message and "runs x86_64" in raised.value.message
+    assert "NIX_LD_aarch64_linux" in raised.value.message
+
+
+def test_a_loader_named_for_a_foreign_system_means_emulation_is_intended(tmp_path):
+    program = write_elf(tmp_path / "arm-tool", machine=EM_AARCH64)
+    arm_loader = write_loader(tmp_path / "ld-aarch64.so", machine=EM_AARCH64)
+    launch = plan(program, {b"NIX_LD_aarch64_linux": arm_loader})
+    assert (launch.loader, launch.system) == (arm_loader, "aarch64_linux")
+
+
+def test_the_loader_argument_wins_over_the_environment(tmp_path, program, loader):
+    other = write_loader(tmp_path / "other-ld.so")
+    launch = plan(program, {b"NIX_LD": other}, ld=loader)
+    assert (launch.loader, launch.loader_source) == (loader, "--ld")
+
+
+def test_a_missing_default_loader_names_the_variables_to_set(program):
+    with pytest.raises(nixld.LoaderError) as raised:
+        plan(program, {b"NIX_LD": b""})
+    message = raised.value.message
+    assert "/run/current-system/sw/share/nix-ld/lib/ld.so" in message
+    assert "NIX_LD_x86_64_linux and NIX_LD are unset" in message and "set NIX_LD" in message
+
+
+@pytest.mark.parametrize(
+    "make_loader, complaint",
+    [
+        (lambda tmp: write_elf(tmp / "prog"), "not an ELF program loader"),
+        (lambda tmp: write_loader(tmp / "lib.so", entry=0), "not an ELF program loader"),
+        (lambda tmp: (tmp / "text").write_bytes(b"not elf") and os.fsencode(tmp / "text"), "not an ELF program loader"),
+        (lambda tmp: os.fsencode(tmp), "not a regular file"),
+        (lambda tmp: write_loader(tmp / "noexec.so", mode=0o644), "permission denied"),
+    ],
+)
+def test_a_loader_that_cannot_start_programs_is_refused(tmp_path, program, make_loader, complaint):
+    bad_loader = make_loader(tmp_path)
+    with pytest.raises(nixld.LoaderError) as raised:
+        plan(program, {b"NIX_LD": bad_loader})
+    assert complaint in raised.value.message
+    assert os.fsdecode(bad_loader) in raised.value.message and "from NIX_LD" in raised.value.message
+
+
+def test_a_static_program_runs_directly_with_the_environment_untouched(tmp_path):
+    static = write_elf(tmp_path / "static", interpreter=None, dynamic=False, elf_type=ET_EXEC)
+    env = {b"LD_LIBRARY_PATH": b"/x", b"NIX_LD_LIBRARY_PATH": b"/y"}
+    launch = plan(static, env, argv=[b"name", b"arg"])
+    assert (launch.mode, launch.executable, launch.argv, launch.loader) == (MODE_DIRECT, static, (b"name", b"arg"), None)
+    assert launch.env == tuple(env.items())
+
+
+def test_a_script_runs_directly(tmp_path):
+    script = tmp_path / "script"
+    script.write_bytes(b"#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    launch = plan(script, {})
+    assert (launch.mode, launch.executable) == (MODE_DIRECT, os.fsencode(script))
+
+
+def test_a_set_user_id_program_is_warned_about(tmp_path, loader):
+    program = write_elf(tmp_path / "suid", mode=0o755 | stat.S_ISUID)
+    warnings = levels(plan(program, {b"NIX_LD": loader}).decisions, "warn")
+    assert any("set-user-ID" in message and "without those privileges" in message for message in warnings)
+
+
+def test_a_bare_name_is_searched_on_the_environments_path(tmp_path, loader):
+    (tmp_path / "bin").mkdir()
+    found = write_elf(tmp_path / "bin" / "tool")
+    launch = plan("tool", {b"NIX_LD": loader, b"PATH": b"/nonexistent:" + os.fsencode(tmp_path / "bin")})
+    assert launch.program == found
+    assert launch.argv[-1] == found
+    assert launch.argv[launch.argv.index(b"--argv0") + 1] == b"tool"
+
+
+def test_an_empty_path_entry_is_the_current_directory_given_to_the_loader_with_a_slash(tmp_path, loader, monkeypatch):
+    write_elf(tmp_path / "tool")
+    monkeypatch.chdir(tmp_path)
+    launch = plan("tool", {b"NIX_LD": loader, b"PATH": b"/nonexistent:"})
+    assert launch.argv[-1] == b"./tool"
+
+
+def test_a_relative_path_is_handed_to_the_loader_as_a_path_not_a_name(tmp_path, loader, monkeypatch):
+    (tmp_path / "-odd").mkdir()
+    write_elf(tmp_path / "-odd" / "tool")
+    monkeypatch.chdir(tmp_path)
+    launch = plan("-odd/tool", {b"NIX_LD": loader})
+    assert launch.argv[-1] == b"./-odd/tool"
+    assert launch.argv[launch.argv.index(b"--argv0") + 1] == b"-odd/tool"
+
+
+def test_a_name_found_only_without_execute_permission_is_permission_denied(tmp_path, loader):
+    write_elf(tmp_path / "tool", mode=0o644)
+    with pytest.raises(nixld.NotExecutable, match="permission denied"):
+        plan("tool", {b"NIX_LD": loader, b"PATH": os.fsencode(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    "name, error, status, complaint",
+    [
+        ("no-such-tool-anywhere", nixld.ProgramNotFound, 127, "no-such-tool-anywhere: command not found on PATH"),
+        ("/no/such/tool", nixld.ProgramNotFound, 127, "/no/such/tool: no such file"),
+        ("/etc/hostname/tool", nixld.ProgramNotFound, 127, "/etc/hostname/tool: no such file"),
+        ("", nixld.ProgramNotFound, 127, "empty program name"),
+        ("/", nixld.NotExecutable, 126, "/: is a directory"),
+        ("/dev/null", nixld.NotExecutable, 126, "/dev/null: not a regular file"),
+    ],
+)
+def test_programs_that_cannot_be_found_or_run(name, error, status, complaint):
+    with pytest.raises(error) as raised:
+        plan(name, {b"PATH": b"/nonexistent"})
+    assert raised.value.exit_status == status
+    assert complaint in raised.value.message
+
+
+@pytest.mark.parametrize("elf_type, kind", [(ET_REL, "relocatable object"), (ET_CORE, "core dump")])
+def test_elf_files_that_are_not_programs_are_refused(tmp_path, elf_type, kind):
+    path = write_elf(tmp_path / "object.o", elf_type=elf_type)
+    with pytest.raises(nixld.NotExecutable, match=kind):
+        plan(path, {})
+
+
+def test_a_corrupt_program_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / "cut"
+    path.write_bytes(Path("/usr/bin/true").read_bytes()[:100])
+    path.chmod(0o755)
+    with pytest.raises(nixld.NotExecutable, match="cut: truncated ELF file"):
+        plan(path, {})
+
+
+def test_an_unknown_log_level_becomes_a_warning_and_the_level_is_recorded(program, loader):
+    launch = plan(program, {b"NIX_LD": loader, b"NIX_LD_LOG": b"chatty"})
+    assert launch.log_level == "warn"
+    assert any("NIX_LD_LOG='chatty'" in message for message in levels(launch.decisions, "warn"))
+    assert plan(program, {b"NIX_LD": loader, b"NIX_LD_LOG": b"debug"}).log_level == "debug"
+
+
+def test_the_plan_is_immutable_data(program, loader):
+    launch = plan(program, {b"NIX_LD": loader})
+    with pytest.raises(AttributeError):
+        launch.loader = b"/elsewhere"
+    assert launch == plan(program, {b"NIX_LD": loader})
+
+
+def test_str_environments_are_encoded_and_bad_names_refused(program, loader):
+    launch = plan(program, {"NIX_LD": os.fsdecode(loader), "LANG": "C.UTF-8"})
+    assert (b"LANG", b"C.UTF-8") in launch.env
+    for bad in ({"": "x"}, {"A=B": "x"}, {"A": "x\0y"}):
+        with pytest.raises(ValueError):
+            plan(program, {**bad, "NIX_LD": os.fsdecode(loader)})
+
+
+def test_the_default_environment_is_the_processes_own(program, loader, monkeypatch):
+    monkeypatch.setenv("NIX_LD", os.fsdecode(loader))
+    launch = nixld.plan_launch(program)
+    assert launch.env == tuple(os.environb.items())
+    assert launch.loader == loader
