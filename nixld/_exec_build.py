@@ -5,7 +5,7 @@ from cffi import FFI
 ffibuilder = FFI()
 ffibuilder.cdef(
     "int nixld_execve(const char *path, const char *argv_block, size_t argc,"
-    " const char *env_block, size_t envc);"
+    " const char *env_block, size_t envc, int default_signals);"
 )
 # Paths are relative to the project root, where setuptools runs this script.
 ffibuilder.set_source(

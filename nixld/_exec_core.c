@@ -1,12 +1,18 @@
-/* The whole C core of nixld: turn two NUL-separated blocks into the pointer arrays that
- * execve(2) wants, and call it. Every decision was taken in Python before this point. */
+/* The whole C core of nixld: execve(2) from ready-made NUL-separated blocks, with the signal
+ * dispositions a program expects. Every decision was taken in Python before this point. */
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "_exec_core.h"
+
+/* CPython ignores these at start-up, and an ignored signal stays ignored across execve:
+ * `yes | head` would then report EPIPE instead of dying quietly. */
+static const int python_ignored_signals[] = {SIGPIPE, SIGXFSZ};
+#define N_SIGNALS (sizeof python_ignored_signals / sizeof python_ignored_signals[0])
 
 /* Python has checked that `block` holds exactly `count` NUL-terminated strings. */
 static char **split_block(const char *block, size_t count)
@@ -23,14 +29,29 @@ static char **split_block(const char *block, size_t count)
 }
 
 int nixld_execve(const char *path, const char *argv_block, size_t argc,
-                 const char *env_block, size_t envc)
+                 const char *env_block, size_t envc, int default_signals)
 {
+    struct sigaction saved[N_SIGNALS];
+    struct sigaction default_action;
     char **argv = split_block(argv_block, argc);
     char **envp = argv == NULL ? NULL : split_block(env_block, envc);
-    if (argv != NULL && envp != NULL)
-        execve(path, argv, envp);
-    /* execve returns only on failure; keep its errno (or malloc's) across free(). */
+
+    if (envp == NULL) {
+        free(argv);
+        errno = ENOMEM;
+        return -1;
+    }
+    memset(&default_action, 0, sizeof default_action);
+    default_action.sa_handler = SIG_DFL;
+    for (size_t i = 0; default_signals && i < N_SIGNALS; i++)
+        sigaction(python_ignored_signals[i], &default_action, &saved[i]);
+
+    execve(path, argv, envp);
+
+    /* Only reached on failure: leave the process as it was, keeping execve's errno. */
     int saved_errno = errno;
+    for (size_t i = 0; default_signals && i < N_SIGNALS; i++)
+        sigaction(python_ignored_signals[i], &saved[i], NULL);
     free(argv);
     free(envp);
     errno = saved_errno;

@@ -1,7 +1,7 @@
 """The one door to nixld's C core: execve(2) with a ready-made argv and environment.
 
-Takes and returns plain bytes; raises OSError like os.execve. When the compiled core is
-missing (an install without a C compiler, a source checkout), os.execve does the same job.
+Takes plain bytes; raises OSError like os.execve. When the compiled core is missing (an
+install without a C compiler, a source checkout), the os module does the same job.
 """
 
 from __future__ import annotations
@@ -9,27 +9,52 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-try:
-    from nixld._exec import ffi as _ffi, lib as _lib
-except ImportError as error:  # a checkout that was never built
-    _lib = None
-    UNAVAILABLE_REASON: str | None = f"the C exec core cannot be imported ({error}); using os.execve"
-else:
-    UNAVAILABLE_REASON = None
+# Python ignores these at start-up (see _exec_core.c); the C core resets them itself.
+_SIGNALS_PYTHON_IGNORES = ("SIGPIPE", "SIGXFSZ")
+
+
+def c_core_unavailable() -> str | None:
+    """Why the C core cannot be used, or None when it can (imported on first use, for
+    start-up time: only a process that execs needs it)."""
+    try:
+        import nixld._exec  # noqa: F401
+    except ImportError as error:
+        return f"the C exec core cannot be imported ({error}); using os.execve"
+    return None
 
 
 def execve(path: bytes, argv: Sequence[bytes], env: Sequence[tuple[bytes, bytes]]) -> None:
-    """Replace this process with `path`; returns only by raising OSError (or ValueError for
-    a NUL byte inside an argument or a variable)."""
-    if _lib is None:
-        os.execve(path, list(argv), dict(env))
+    """Replace this process with `path`, given `argv` and `env`, with SIGPIPE and SIGXFSZ
+    back at their default action.
+
+    Returns only by raising OSError (the process is left as it was), or ValueError for a NUL
+    byte inside the path, an argument or a variable.
+    """
     if b"\0" in path:
         raise ValueError("embedded null byte in the program path")
     argv_block = _block(argv, "argument")
-    entries = list(map(b"=".join, env))
-    env_block = _block(entries, "environment variable")
-    _lib.nixld_execve(path, argv_block, len(argv), env_block, len(entries))
-    raise OSError(_ffi.errno, os.strerror(_ffi.errno), os.fsdecode(path))
+    env_block = _block(list(map(b"=".join, env)), "environment variable")
+    try:
+        from nixld._exec import ffi, lib
+    except ImportError:
+        _execve_with_os(path, argv, env)
+    lib.nixld_execve(path, argv_block, len(argv), env_block, len(env), 1)
+    raise OSError(ffi.errno, os.strerror(ffi.errno), os.fsdecode(path))
+
+
+def _execve_with_os(path: bytes, argv: Sequence[bytes], env) -> None:
+    import signal  # start-up time: the stdlib module builds enums; only this fallback needs it
+
+    previous = {}
+    for name in _SIGNALS_PYTHON_IGNORES:
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, signal.SIG_DFL)
+    try:
+        os.execve(path, list(argv), dict(env))
+    finally:  # reached only when the exec failed
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _block(strings: Sequence[bytes], what: str) -> bytes:

@@ -87,9 +87,12 @@ def _run(args: list[str]) -> int:
         sys.stdout.write(RUN_HELP)
         return 0
     libs, ld, argv0, dry_run, command = options
-    from nixld.loader import exec_plan, plan_launch
+    from nixld.loader import exec_plan, initial_environment, plan_command
 
-    plan = plan_launch(command[0], libs, argv=[argv0 or command[0], *command[1:]], ld=ld)
+    command = [os.fsencode(arg) for arg in command]
+    argv = (os.fsencode(argv0) if argv0 else command[0], *command[1:])
+    plan = plan_command(command[0], argv, initial_environment(),
+                        tuple(map(os.fsencode, libs)), ld and os.fsencode(ld))
     if dry_run:
         _print_plan(plan)
         return 0
@@ -153,10 +156,12 @@ def _option_value(args: list[str], index: int) -> tuple[str, str, int]:
 def _print_plan(plan) -> None:
     import json  # start-up time: only --dry-run prints JSON
 
+    from nixld.loader import initial_environment
+
     def text(value: bytes) -> str:
         return os.fsdecode(value)
 
-    caller = os.environb
+    caller = initial_environment()
     after = dict(plan.env)
     changes = {text(name): text(value) for name, value in after.items() if caller.get(name) != value}
     changes.update({text(name): None for name in caller.keys() if name not in after})

@@ -15,7 +15,7 @@ from collections import namedtuple
 from collections.abc import Iterable, Mapping
 
 from nixld import config, elf
-from nixld._execve import UNAVAILABLE_REASON, execve
+from nixld._execve import c_core_unavailable, execve
 from nixld.errors import (
     ArchitectureMismatch,
     LaunchError,
@@ -34,9 +34,8 @@ MODE_DIRECT = "direct"  # static programs and scripts: exec'd as they are
 _LIBRARY_PATH_OPTION = b"--library-path"
 _ARGV0_OPTION = b"--argv0"
 
-# Python ignores these at start-up; a program it execs would inherit that (`yes | head`
-# would print an error instead of dying quietly), so they go back to the default first.
-_SIGNALS_PYTHON_IGNORES = ("SIGPIPE", "SIGXFSZ")
+# Linux reads this much of a file to find its #! line (BINPRM_BUF_SIZE).
+_SHEBANG_LIMIT = 256
 
 _ELF_TYPES = {0: "an ELF file of no type", 1: "an ELF relocatable object", 4: "an ELF core dump"}
 
@@ -54,7 +53,7 @@ class LaunchPlan(
       (the loader, or the program itself in direct mode); argv and env: what execve gets
       (env as (name, value) pairs of bytes).
     - mode: MODE_LIBRARY_PATH, MODE_ENVIRONMENT or MODE_DIRECT; system: the program's Nix
-      system (`x86_64_linux`), None for scripts; loader, loader_source: the loader and the
+      system (`x86_64_linux`), None for scripts run directly; loader, loader_source: the loader and the
       setting it came from (None in direct mode); library_path: the directories handed to it.
     - log_level: NIX_LD_LOG's level (a name from config.LOG_LEVELS); decisions: (level,
       message) pairs explaining the plan.
@@ -70,28 +69,51 @@ def plan_launch(
     argv: Iterable[str | bytes | os.PathLike] | None = None,
     env: Mapping[str | bytes, str | bytes] | None = None,
     ld: str | bytes | os.PathLike | None = None,
+    cwd: str | bytes | os.PathLike | None = None,
 ) -> LaunchPlan:
     """Plan how to run the program at `path` with the extra library directories `libs`.
 
-    Raises a LaunchError subclass when the program or its loader cannot be used.
+    `argv[0]` is what the program sees (default: `path`); `env` defaults to os.environb;
+    `ld` overrides the loader; `cwd` is the directory the program will start in (relative
+    paths are taken from there, as subprocess.Popen takes them). Raises a LaunchError
+    subclass when the program or its loader cannot be used.
     """
     name = _fs(path, "program path")
     argv = (name,) if argv is None else tuple(_fs(item, "argument") for item in argv)
     if not argv:
         raise ValueError("argv must contain at least argv[0]")
-    env = os.environb if env is None else _environment(env)
-    libs = _directories(libs)
-    override = None if ld is None else _fs(ld, "loader path")
-    level_index, log_complaint = config.log_level(env)
-    decisions = [] if log_complaint is None else [("warn", log_complaint)]
+    return plan_command(
+        name,
+        argv,
+        os.environb if env is None else _environment(env),
+        _directories(libs),
+        None if ld is None else _fs(ld, "loader path"),
+        None if cwd is None else _fs(cwd, "working directory"),
+    )
 
-    program = resolve_program(name, env)
-    header, file_mode = _read_program(program)
+
+def plan_command(
+    name: bytes,
+    argv: tuple[bytes, ...],
+    env: Mapping[bytes, bytes],
+    libs: tuple[bytes, ...],
+    ld: bytes | None,
+    cwd: bytes | None = None,
+) -> LaunchPlan:
+    """plan_launch for arguments that are already bytes and checked (the command line's)."""
+    level_index, log_complaint = config.log_level(env)
+    log_level = config.LOG_LEVELS[level_index]
+    decisions = [] if log_complaint is None else [("warn", log_complaint)]
+    files = _Files(cwd)
+
+    program = resolve_program(name, env, cwd)
+    header, file_mode = _read_program(files, program)
     if header is None:
-        decisions.append(("info", f"{display(program)} is a #! script: running it directly"))
-        return _direct_plan(program, argv, env, None, config.LOG_LEVELS[level_index], decisions)
+        program, argv, header, file_mode = _script_plan(files, program, argv, decisions)
+        if header is None:
+            return _direct_plan(program, argv, env, None, log_level, decisions)
     system = header.system
-    if not elf.host_runs(header) and not _loader_configured_for(env, system, override):
+    if not elf.host_runs(header) and not _loader_configured_for(env, system, ld):
         variable = f"NIX_LD_{system}" if system else "NIX_LD"
         raise ArchitectureMismatch(
             f"{display(program)} is an {header.machine_name} program and this machine runs "
@@ -100,15 +122,16 @@ def plan_launch(
         )
     if header.interpreter is None:
         decisions.append(("info", f"{display(program)} is statically linked: running it directly"))
-        return _direct_plan(program, argv, env, system, config.LOG_LEVELS[level_index], decisions)
+        return _direct_plan(program, argv, env, system, log_level, decisions)
 
-    loader, loader_source = config.choose_loader(env, system, override)
-    loader_options = _loader_options(_check_loader(loader, loader_source, system, program, header))
+    loader, loader_source = config.choose_loader(env, system, ld)
+    loader_options = _loader_options(_check_loader(files, loader, loader_source, system, program, header))
     nix_dirs, nix_dirs_source = config.nix_ld_library_dirs(env, system)
     library_path = config.library_search_path(
         config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), libs, nix_dirs
     )
     joined = b":".join(library_path)
+    operand = _loader_operand(program)
 
     decisions.append(("info", f"{display(program)}: {header.machine_name} program, interpreter "
                               f"{display(header.interpreter)}"))
@@ -132,21 +155,38 @@ def plan_launch(
                                   "program's children will inherit"))
     if _ARGV0_OPTION in loader_options:
         exec_argv += [_ARGV0_OPTION, argv[0]]
-    elif argv[0] != program:
+    elif argv[0] != operand:
         decisions.append(("warn", f"loader {display(loader)} has no --argv0 option (glibc "
                                   f"before 2.33): the program sees argv[0] = "
-                                  f"{display(program)!r}, not {display(argv[0])!r}"))
-    exec_argv += [_loader_operand(program), *argv[1:]]
+                                  f"{display(operand)!r}, not {display(argv[0])!r}"))
+    exec_argv += [operand, *argv[1:]]
     decisions.append(("trace", "execve " + " ".join(display(arg) for arg in exec_argv)))
     return LaunchPlan(
         program=program, executable=loader, argv=tuple(exec_argv), env=pairs, mode=mode,
         system=system, loader=loader, loader_source=loader_source, library_path=library_path,
-        log_level=config.LOG_LEVELS[level_index], decisions=tuple(decisions),
+        log_level=log_level, decisions=tuple(decisions),
     )
 
 
-def resolve_program(name: bytes, env: Mapping[bytes, bytes]) -> bytes:
-    """Find `name` as execvp would: as given when it has a slash, else on env's PATH.
+def initial_environment() -> dict[bytes, bytes]:
+    """The environment this process was started with: its caller's, exactly.
+
+    os.environb is not quite that: CPython may add LC_CTYPE at start-up (PEP 538's locale
+    coercion), and a program that nixld starts for its own caller must not see it. Where
+    /proc is not mounted, os.environb is the best there is.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as stream:
+            block = stream.read()
+    except OSError:
+        return dict(os.environb)
+    # Entries without a name (or without "=") cannot be passed on as variables; Python drops them too.
+    return dict(entry.split(b"=", 1) for entry in block.split(b"\0") if entry.find(b"=") > 0)
+
+
+def resolve_program(name: bytes, env: Mapping[bytes, bytes], cwd: bytes | None = None) -> bytes:
+    """Find `name` as execvp would: as given when it has a slash, else on env's PATH
+    (relative PATH entries taken from `cwd`, when given).
 
     A candidate that exists but is not executable is kept only if nothing better is found,
     so that the error says "permission denied" rather than "not found", as execvp does.
@@ -158,18 +198,19 @@ def resolve_program(name: bytes, env: Mapping[bytes, bytes]) -> bytes:
     search = env.get(b"PATH")
     if search is None:
         search = os.fsencode(os.defpath)
+    files = _Files(cwd)
     not_executable = None
     for directory in search.split(b":"):
         # An empty PATH entry is the current directory; the result always has a slash so
         # that the loader opens it as a path instead of searching its library path.
         candidate = (directory or b".") + b"/" + name
         try:
-            mode = os.stat(candidate).st_mode
+            mode = os.stat(files.at(candidate)).st_mode
         except OSError:
             continue
         if not stat.S_ISREG(mode):
             continue
-        if os.access(candidate, os.X_OK):
+        if os.access(files.at(candidate), os.X_OK):
             return candidate
         if not_executable is None:
             not_executable = candidate
@@ -195,21 +236,14 @@ def report(plan: LaunchPlan, stream=None) -> None:
 def exec_plan(plan: LaunchPlan):
     """Replace this process with the plan's program; returns only by raising a LaunchError."""
     report(plan)
-    if UNAVAILABLE_REASON and config.LOG_LEVELS.index(plan.log_level) >= config.LOG_LEVELS.index("debug"):
-        sys.stderr.write(f"nixld: debug: {UNAVAILABLE_REASON}\n")
+    if config.LOG_LEVELS.index(plan.log_level) >= config.LOG_LEVELS.index("debug"):
+        reason = c_core_unavailable()
+        if reason:
+            sys.stderr.write(f"nixld: debug: {reason}\n")
     _flush_stdio()
-    import signal  # only here: the direct API callers may never exec
-
-    previous = {}
-    for name in _SIGNALS_PYTHON_IGNORES:
-        number = getattr(signal, name, None)
-        if number is not None:
-            previous[number] = signal.signal(number, signal.SIG_DFL)
     try:
         execve(plan.executable, plan.argv, plan.env)
     except OSError as error:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
         raise _exec_failure(plan.executable, error) from error
 
 
@@ -242,12 +276,26 @@ def _direct_plan(program, argv, env, system, log_level, decisions) -> LaunchPlan
     )
 
 
-def _read_program(program: bytes) -> tuple[elf.ElfHeader | None, int]:
+class _Files:
+    """Where the planner reads files: paths are as the program will see them, relative to
+    `cwd` when a child is to start there."""
+
+    def __init__(self, cwd: bytes | None) -> None:
+        self.cwd = cwd
+
+    def at(self, path: bytes) -> bytes:
+        if self.cwd is None or path.startswith(b"/"):
+            return path
+        return self.cwd + b"/" + path
+
+
+def _read_program(files: _Files, program: bytes) -> tuple[elf.ElfHeader | None, int]:
     """The program's ELF header (None for a #! script) and its file mode; raises for
     everything that cannot be run."""
     shown = display(program)
+    path = files.at(program)
     try:
-        mode = os.stat(program).st_mode
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise ProgramNotFound(f"{shown}: no such file") from None
     except NotADirectoryError:
@@ -258,10 +306,10 @@ def _read_program(program: bytes) -> tuple[elf.ElfHeader | None, int]:
         raise NotExecutable(f"{shown}: is a directory")
     if not stat.S_ISREG(mode):
         raise NotExecutable(f"{shown}: not a regular file")
-    if not os.access(program, os.X_OK):
+    if not os.access(path, os.X_OK):
         raise NotExecutable(f"{shown}: permission denied (not executable: chmod +x it)")
     try:
-        header = elf.read_header(program)
+        header = elf.read_header(path)
     except PermissionError:
         raise NotExecutable(f"{shown}: permission denied (executable but not readable, and a "
                             "loader started by hand must read the program)") from None
@@ -276,16 +324,47 @@ def _read_program(program: bytes) -> tuple[elf.ElfHeader | None, int]:
     if header.type not in (elf.ET_EXEC, elf.ET_DYN):
         kind = _ELF_TYPES.get(header.type, f"an ELF file of type {header.type}")
         raise NotExecutable(f"{shown}: is {kind}, not a program")
+    if header.interpreter is None and header.entry == 0:
+        raise NotExecutable(f"{shown}: is a shared library (it has no entry point), not a program")
     return header, mode
 
 
-def _check_loader(loader: bytes, source: str, system: str | None, program: bytes,
+def _script_plan(files: _Files, script: bytes, argv: tuple[bytes, ...], decisions: list):
+    """(program, argv, header, mode) for a #! script: the script itself, run directly (header
+    None), unless its interpreter is a foreign program, which the loader then starts as the
+    kernel would have started it: INTERPRETER [ARGUMENT] SCRIPT ARGS..."""
+    shown = display(script)
+    try:
+        with open(files.at(script), "rb") as stream:
+            line = stream.read(_SHEBANG_LIMIT)[2:].split(b"\n", 1)[0]
+    except OSError as error:
+        raise NotExecutable(f"{shown}: {error.strerror}") from error
+    interpreter, _, argument = line.strip(b" \t").replace(b"\t", b" ").partition(b" ")
+    argument = argument.strip(b" ")
+    if not interpreter:
+        raise NotExecutable(f"{shown}: its #! line names no interpreter")
+    try:
+        header, mode = _read_program(files, interpreter)
+    except ProgramNotFound:
+        raise ProgramNotFound(f"{shown}: its #! interpreter {display(interpreter)} does not exist") from None
+    except LaunchError:
+        header = None  # the kernel will say what is wrong with it
+    if header is None or header.interpreter is None or os.path.exists(header.interpreter):
+        decisions.append(("info", f"{shown} is a #! script: running it directly"))
+        return script, argv, None, 0
+    decisions.append(("info", f"{shown} is a #! script whose interpreter {display(interpreter)} "
+                              "is a foreign program: starting the interpreter through the loader"))
+    script_argv = (interpreter, *((argument,) if argument else ()), script, *argv[1:])
+    return interpreter, script_argv, header, mode
+
+
+def _check_loader(files: _Files, loader: bytes, source: str, system: str | None, program: bytes,
                   program_header: elf.ElfHeader) -> bytes:
     """Check that `loader` can start the program; return its bytes, to look for options."""
     shown = f"loader {display(loader)} ({_describe_source(source, system)})"
     advice = "set NIX_LD (or pass --ld) to the path of your glibc's ld.so"
     try:
-        fd = os.open(loader, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(files.at(loader), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise LoaderError(f"{shown} does not exist: {advice}") from None
     except OSError as error:
@@ -306,7 +385,7 @@ def _check_loader(loader: bytes, source: str, system: str | None, program: bytes
                               f"{display(program)} is an {program_header.machine_name} program: "
                               f"set NIX_LD_{program_header.system or '{system}'} to an "
                               f"{program_header.machine_name} loader")
-        if not os.access(loader, os.X_OK):
+        if not os.access(files.at(loader), os.X_OK):
             raise LoaderError(f"{shown}: permission denied (not executable)")
         contents = os.pread(fd, status.st_size, 0)
     except OSError as error:
@@ -400,13 +479,11 @@ def spawn_foreign(
     """Start the foreign program as a child; returns a subprocess.Popen.
 
     `popen_kwargs` go to Popen (stdin, stdout, cwd, ...); raises a LaunchError subclass
-    before anything is started when the program or its loader cannot be used.
+    when the program or its loader cannot be used or started.
     """
     import subprocess  # start-up time: only the child-process API needs it
 
-    plan = plan_launch(path, libs, argv=argv, env=env, ld=ld)
-    report(plan)
-    return subprocess.Popen(**popen_arguments(plan), **popen_kwargs)
+    return _start_child(subprocess.Popen, path, libs, argv, env, ld, popen_kwargs)
 
 
 def run_foreign(
@@ -420,10 +497,21 @@ def run_foreign(
 ):
     """Run the foreign program to completion; returns a subprocess.CompletedProcess.
 
-    `run_kwargs` go to subprocess.run (input, capture_output, timeout, check, ...).
+    `run_kwargs` go to subprocess.run (input, capture_output, timeout, check, cwd, ...).
     """
     import subprocess  # start-up time: only the child-process API needs it
 
-    plan = plan_launch(path, libs, argv=argv, env=env, ld=ld)
+    return _start_child(subprocess.run, path, libs, argv, env, ld, run_kwargs)
+
+
+def _start_child(start, path, libs, argv, env, ld, kwargs):
+    plan = plan_launch(path, libs, argv=argv, env=env, ld=ld, cwd=kwargs.get("cwd"))
     report(plan)
-    return subprocess.run(**popen_arguments(plan), **run_kwargs)
+    try:
+        return start(**popen_arguments(plan), **kwargs)
+    except OSError as error:
+        # Popen reports the child's failed exec with the executable as the file name;
+        # anything else (a bad cwd, no file descriptors left) is subprocess's own error.
+        if error.filename is None or os.fsencode(error.filename) != plan.executable:
+            raise
+        raise _exec_failure(plan.executable, error) from error

@@ -20,18 +20,24 @@ NIXLD_SCRIPT = Path(sys.executable).with_name("nixld")
 
 
 @pytest.fixture
-def crafted(tmp_path, monkeypatch):
+def crafted(tmp_path):
     program = write_elf(tmp_path / "tool")
     loader = write_loader(tmp_path / "ld.so")
-    monkeypatch.setenv("NIX_LD", os.fsdecode(loader))
-    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
-    monkeypatch.setenv("NIX_LD_LIBRARY_PATH", "/nix/lib")
-    return os.fsdecode(program), os.fsdecode(loader)
+    env = {key: value for key, value in os.environ.items() if key != "LD_LIBRARY_PATH"}
+    env.update(NIX_LD=os.fsdecode(loader), NIX_LD_LIBRARY_PATH="/nix/lib")
+    return os.fsdecode(program), os.fsdecode(loader), env
 
 
-def dry_run(capsys, *args):
-    assert cli.main(["run", "--dry-run", *args]) == 0
-    return json.loads(capsys.readouterr().out)
+def nixld_command(*args, env):
+    """The command line in a child process: the CLI reads its caller's environment from
+    /proc/self/environ, which only a new process can be given."""
+    return subprocess.run([sys.executable, "-m", "nixld", *args], env=env, capture_output=True, text=True)
+
+
+def dry_run(env, *args):
+    result = nixld_command("run", "--dry-run", *args, env=env)
+    assert (result.returncode, result.stderr) == (0, "")
+    return json.loads(result.stdout)
 
 
 def test_version_and_help(capsys):
@@ -43,9 +49,9 @@ def test_version_and_help(capsys):
     assert "--library-path DIR" in capsys.readouterr().out
 
 
-def test_dry_run_prints_the_plan_as_json_and_runs_nothing(capsys, crafted):
-    program, loader = crafted
-    plan = dry_run(capsys, "-L", "/one", "-L/two", "--library-path", "/three", "--library-path=/four",
+def test_dry_run_prints_the_plan_as_json_and_runs_nothing(crafted):
+    program, loader, env = crafted
+    plan = dry_run(env, "-L", "/one", "-L/two", "--library-path", "/three", "--library-path=/four",
                    program, "arg")
     assert plan["mode"] == "library-path"
     assert plan["executable"] == loader
@@ -57,26 +63,25 @@ def test_dry_run_prints_the_plan_as_json_and_runs_nothing(capsys, crafted):
     assert {decision["level"] for decision in plan["decisions"]} <= {"info", "trace"}
 
 
-def test_ld_and_argv0_options_in_both_spellings(capsys, crafted, tmp_path):
-    program, _ = crafted
+def test_ld_and_argv0_options_in_both_spellings(crafted, tmp_path):
+    program, _, env = crafted
     other = os.fsdecode(write_loader(tmp_path / "other-ld.so"))
     for args in (["--ld", other, "--argv0", "shown"], [f"--ld={other}", "--argv0=shown"]):
-        plan = dry_run(capsys, *args, program)
+        plan = dry_run(env, *args, program)
         assert (plan["loader"], plan["loader_source"]) == (other, "--ld")
         assert plan["argv"][plan["argv"].index("--argv0") + 1] == "shown"
 
 
-def test_options_end_at_the_program_or_at_double_dash(capsys, crafted):
-    program, _ = crafted
-    assert dry_run(capsys, program, "--dry-run", "-L", "x")["argv"][-3:] == ["--dry-run", "-L", "x"]
-    assert dry_run(capsys, "--", program, "-L")["argv"][-1] == "-L"
+def test_options_end_at_the_program_or_at_double_dash(crafted):
+    program, _, env = crafted
+    assert dry_run(env, program, "--dry-run", "-L", "x")["argv"][-3:] == ["--dry-run", "-L", "x"]
+    assert dry_run(env, "--", program, "-L")["argv"][-1] == "-L"
 
 
-def test_a_changed_environment_is_shown_in_the_dry_run(capsys, crafted, tmp_path, monkeypatch):
-    program, _ = crafted
+def test_a_changed_environment_is_shown_in_the_dry_run(crafted, tmp_path):
+    program, _, env = crafted
     old = write_loader(tmp_path / "old-ld.so", options=())
-    monkeypatch.setenv("LD_LIBRARY_PATH", "/mine")
-    plan = dry_run(capsys, "--ld", os.fsdecode(old), program)
+    plan = dry_run({**env, "LD_LIBRARY_PATH": "/mine"}, "--ld", os.fsdecode(old), program)
     assert plan["mode"] == "environment"
     assert plan["env_changes"] == {"LD_LIBRARY_PATH": "/mine:/nix/lib"}
 
@@ -100,11 +105,19 @@ def test_usage_errors_exit_2_with_one_line(capsys, args, complaint):
     assert capsys.readouterr().err == f"nixld: {complaint}\n"
 
 
-def test_launch_errors_are_one_line_with_the_shell_status(capsys, crafted):
-    assert cli.main(["run", "/no/such/program"]) == 127
-    assert capsys.readouterr().err == "nixld: /no/such/program: no such file\n"
-    assert cli.main(["run", "/"]) == 126
-    assert capsys.readouterr().err == "nixld: /: is a directory\n"
+def test_launch_errors_are_one_line_with_the_shell_status(crafted):
+    _, _, env = crafted
+    missing = nixld_command("run", "/no/such/program", env=env)
+    assert (missing.returncode, missing.stderr) == (127, "nixld: /no/such/program: no such file\n")
+    directory = nixld_command("run", "/", env=env)
+    assert (directory.returncode, directory.stderr) == (126, "nixld: /: is a directory\n")
+
+
+def test_the_dry_run_plans_with_the_callers_environment_not_pythons(crafted):
+    """With no locale set, CPython adds LC_CTYPE to its own environment (PEP 538)."""
+    program, _, env = crafted
+    bare = {key: value for key, value in env.items() if not key.startswith(("LC_", "LANG"))}
+    assert dry_run(bare, program)["env_changes"] == {}
 
 
 def test_the_run_path_imports_nothing_heavy(tmp_path):

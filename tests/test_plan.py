@@ -180,6 +180,52 @@ def test_a_script_runs_directly(tmp_path):
     assert (launch.mode, launch.executable) == (MODE_DIRECT, os.fsencode(script))
 
 
+def test_a_script_whose_interpreter_is_foreign_runs_the_interpreter_through_the_loader(tmp_path, loader):
+    interpreter = write_elf(tmp_path / "foreign-python")
+    script = tmp_path / "tool.py"
+    script.write_bytes(b"#!" + interpreter + b"  -u  \nprint('hi')\n")
+    script.chmod(0o755)
+    launch = plan(script, {b"NIX_LD": loader}, argv=[b"tool", b"arg"])
+    assert (launch.mode, launch.program) == (MODE_LIBRARY_PATH, interpreter)
+    assert launch.argv[-4:] == (interpreter, b"-u", os.fsencode(script), b"arg")
+    assert launch.argv[launch.argv.index(b"--argv0") + 1] == interpreter
+
+
+def test_a_script_whose_interpreter_runs_natively_is_executed_directly(tmp_path):
+    script = tmp_path / "tool.sh"
+    script.write_bytes(b"#!/bin/sh -e\necho hi\n")
+    script.chmod(0o755)
+    assert plan(script, {}).mode == MODE_DIRECT
+
+
+def test_a_script_whose_interpreter_is_missing_names_it(tmp_path):
+    script = tmp_path / "tool.sh"
+    script.write_bytes(b"#!/no/such/shell\necho hi\n")
+    script.chmod(0o755)
+    with pytest.raises(nixld.ProgramNotFound, match="tool.sh: its #! interpreter /no/such/shell does not exist"):
+        plan(script, {})
+
+
+def test_a_shared_library_is_not_a_program(tmp_path):
+    library = write_elf(tmp_path / "libthing.so", interpreter=None, entry=0)
+    with pytest.raises(nixld.NotExecutable, match="is a shared library"):
+        plan(library, {})
+
+
+def test_a_static_pie_program_runs_directly(tmp_path):
+    static_pie = write_elf(tmp_path / "static-pie", interpreter=None)
+    assert plan(static_pie, {}).mode == MODE_DIRECT
+
+
+def test_relative_paths_are_taken_from_the_childs_working_directory(tmp_path, loader):
+    (tmp_path / "bin").mkdir()
+    write_elf(tmp_path / "bin" / "tool")
+    launch = plan("bin/tool", {b"NIX_LD": loader}, cwd=tmp_path)
+    assert launch.argv[-1] == b"./bin/tool"
+    with pytest.raises(nixld.ProgramNotFound):
+        plan("bin/tool", {b"NIX_LD": loader})
+
+
 def test_a_set_user_id_program_is_warned_about(tmp_path, loader):
     program = write_elf(tmp_path / "suid", mode=0o755 | stat.S_ISUID)
     warnings = levels(plan(program, {b"NIX_LD": loader}).decisions, "warn")

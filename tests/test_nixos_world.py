@@ -1,0 +1,205 @@
+"""Debian's own programs in a NixOS-like world, started through nixld.
+
+Inside `unshare -rm`, /lib64 is covered by an empty directory: every Debian program names
+/lib64/ld-linux-x86-64.so.2 as its interpreter, so the kernel refuses them all, exactly as
+NixOS refuses binaries built elsewhere. Only a copy of the loader kept in a "store" directory
+can start anything there; Python itself is started through it, and nixld is pointed at it.
+The commands run in the world (tests/nixos_world_runner.py); the assertions run out here.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.nixos_world
+
+REAL_LOADER = "/lib64/ld-linux-x86-64.so.2"
+RUNNER = Path(__file__).parent / "nixos_world_runner.py"
+TIMEOUT = 60
+
+# Bash exports these three itself; everything else a child of bash sees came from its caller.
+BASH_EXPORTS = {b"PWD", b"SHLVL", b"_"}
+
+Result = namedtuple("Result", "returncode stdout stderr errno")
+
+
+class World:
+    """A NixOS-like world: `loader` is the only loader that can start programs in it."""
+
+    def __init__(self, root: Path, nixld_script: str) -> None:
+        self.root = root
+        store = root / "store"
+        store.mkdir()
+        self.empty = root / "empty"
+        self.empty.mkdir()
+        self.loader = str(store / "ld-linux-x86-64.so.2")
+        shutil.copy2(REAL_LOADER, self.loader)
+        self.nixld_script = nixld_script
+        self.unshare = shutil.which("unshare")
+        if self.unshare is None:
+            pytest.fail("unshare (util-linux) is required for the NixOS-world tests", pytrace=False)
+
+    def environment(self, **variables: str | None) -> dict:
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "NIX_LD": self.loader}
+        for name, value in variables.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
+    def python(self, *args: str) -> list:
+        """Python, started the only way it can start in the world: through the loader copy."""
+        return [self.loader, sys.executable, *args]
+
+    def nixld_run(self, via: str, program: str, *args: str) -> list:
+        """A command that runs `program args` through nixld, entered by `via`."""
+        if via == "python -m nixld":
+            return self.python("-m", "nixld", "run", program, *args)
+        if via == "nixld script":
+            return self.python(self.nixld_script, "run", program, *args)
+        assert via == "exec_foreign"
+        code = "import sys, nixld\nnixld.exec_foreign(sys.argv[1], argv=sys.argv[2:])"
+        return self.python("-c", code, program, os.path.basename(program), *args)
+
+    def run(self, *jobs: dict) -> list[Result]:
+        """Run the jobs ({"argv", "env", "input"}) in the world, in order; their results."""
+        jobs_file = self.root / "jobs.json"
+        encoded = [{"argv": [os.fsdecode(arg) for arg in job["argv"]],
+                    "env": {os.fsdecode(k): os.fsdecode(v) for k, v in job.get("env", self.environment()).items()},
+                    "input": None if job.get("input") is None else os.fsdecode(job["input"])}
+                   for job in jobs]
+        jobs_file.write_text(json.dumps(encoded))
+        script = 'mount --bind "$1" /lib64 && exec "$2" "$3" "$4" "$5"'
+        outer = subprocess.run(
+            [self.unshare, "-rm", "/bin/bash", "-c", script, "bash",
+             str(self.empty), self.loader, sys.executable, str(RUNNER), str(jobs_file)],
+            capture_output=True, timeout=TIMEOUT,
+        )
+        assert outer.returncode == 0, outer.stderr.decode(errors="replace")
+        return [Result(report.get("returncode"), os.fsencode(report.get("stdout", "")),
+                       os.fsencode(report.get("stderr", "")), report.get("errno"))
+                for report in json.loads(outer.stdout)]
+
+
+@pytest.fixture
+def world(tmp_path, nixld_script) -> World:
+    return World(tmp_path, nixld_script)
+
+
+VIAS = ["python -m nixld", "nixld script", "exec_foreign"]
+
+
+def parse_env(output: bytes) -> dict:
+    return dict(line.split(b"=", 1) for line in output.splitlines())
+
+
+def encoded(env: dict) -> dict:
+    return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+
+
+def test_debian_programs_cannot_start_in_the_world_except_through_the_loader_copy(world):
+    assert subprocess.run(["/usr/bin/true"], timeout=TIMEOUT).returncode == 0  # out here they can
+    plain, through_copy, bash = world.run(
+        {"argv": ["/usr/bin/true"]},
+        {"argv": [world.loader, "/usr/bin/true"]},
+        {"argv": ["/usr/bin/bash", "-c", "true"]},
+    )
+    assert plain.errno == errno.ENOENT
+    assert bash.errno == errno.ENOENT
+    assert (through_copy.returncode, through_copy.stderr) == (0, b"")
+
+
+def test_nixld_finds_the_hidden_system_loader_missing(world):
+    (result,) = world.run({"argv": world.nixld_run("python -m nixld", "/usr/bin/true"),
+                           "env": world.environment(NIX_LD=REAL_LOADER)})
+    assert result.returncode == 126
+    text = result.stderr.decode()
+    assert text.startswith("nixld: ") and text.count("\n") == 1
+    assert REAL_LOADER in text and "does not exist" in text
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_coreutils_run_through_nixld(world, tmp_path, via):
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    for name in ("alpha", "beta", "gamma with space"):
+        (listed / name).touch()
+    content = b"line one\n\xff\xfe not UTF-8\nlast line without newline"
+    (tmp_path / "file").write_bytes(content)
+    env = world.environment(MARKER="visible")
+
+    ls, cat_file, cat_stdin, env_output = world.run(
+        {"argv": world.nixld_run(via, "/usr/bin/ls", "-1", str(listed)), "env": env},
+        {"argv": world.nixld_run(via, "/usr/bin/cat", str(tmp_path / "file")), "env": env},
+        {"argv": world.nixld_run(via, "/usr/bin/cat"), "env": env, "input": content},
+        {"argv": world.nixld_run(via, "/usr/bin/env"), "env": env},
+    )
+    assert (ls.returncode, ls.stderr, ls.stdout) == (0, b"", b"alpha\nbeta\ngamma with space\n")
+    assert (cat_file.returncode, cat_file.stderr, cat_file.stdout) == (0, b"", content)
+    assert (cat_stdin.returncode, cat_stdin.stderr, cat_stdin.stdout) == (0, b"", content)
+    assert (env_output.returncode, env_output.stderr) == (0, b"")
+    assert parse_env(env_output.stdout) == encoded(env)  # exactly the caller's environment
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_bash_runs_through_nixld(world, via):
+    script = 'echo "$BASH_VERSION"; echo "$0|$1|$2"; exit 3'
+    outside = subprocess.run(["/usr/bin/bash", "-c", 'echo "$BASH_VERSION"'], capture_output=True,
+                             timeout=TIMEOUT)
+    (result,) = world.run({"argv": world.nixld_run(via, "/usr/bin/bash", "-c", script, "name", "one", "two words")})
+    assert (result.returncode, result.stderr) == (3, b"")
+    assert result.stdout == outside.stdout + b"name|one|two words\n"
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_perl_runs_through_nixld_with_its_compiled_modules(world, via):
+    # POSIX is an XS module: perl dlopen()s its POSIX.so at run time.
+    script = 'use POSIX (); print POSIX::floor(7.9), " $^V ", (exists $ENV{LD_LIBRARY_PATH} ? "set" : "unset"), "\\n"'
+    outside = subprocess.run(["/usr/bin/perl", "-e", script], env={"PATH": "/usr/bin:/bin"},
+                             capture_output=True, timeout=TIMEOUT)
+    assert outside.stdout.startswith(b"7 v5.") and outside.stdout.endswith(b" unset\n")
+    (result,) = world.run({"argv": world.nixld_run(via, "/usr/bin/perl", "-e", script)})
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == outside.stdout
+
+
+@pytest.mark.parametrize("nix_ld_library_path_set", [False, True],
+                         ids=["nix-ld-library-path-unset", "nix-ld-library-path-set"])
+@pytest.mark.parametrize("via", VIAS)
+def test_a_bash_started_through_nixld_gives_its_children_no_ld_library_path(world, via, nix_ld_library_path_set):
+    # Rows 1 and 3 of nix-ld's table: where nix-ld 2.x gives "" and nix-ld 1.x leaks the path.
+    directory = os.path.dirname(world.loader) if nix_ld_library_path_set else None
+    env = world.environment(NIX_LD_LIBRARY_PATH=directory)
+    script = "\n".join([
+        'declare -p LD_LIBRARY_PATH',
+        'echo "declare: $?"',
+        'echo "--"',
+        '"$NIX_LD" /usr/bin/env',  # a child started by hand
+        'echo "--"',
+        f'"$NIX_LD" {shlex.quote(sys.executable)} -m nixld run /usr/bin/env',  # started by nixld
+        'echo "--"',
+        'LD_LIBRARY_PATH=/marker "$NIX_LD" /usr/bin/env',  # the control: env would show one
+    ])
+    (result,) = world.run({"argv": world.nixld_run(via, "/usr/bin/bash", "-c", script), "env": env})
+    assert result.returncode == 0, result.stderr
+    # bash itself has no LD_LIBRARY_PATH: `declare -p` fails (bash names itself by its argv[0]).
+    assert result.stderr.count(b"\n") == 1
+    assert result.stderr.endswith(b": line 1: declare: LD_LIBRARY_PATH: not found\n")
+    declare, by_hand, by_nixld, control = result.stdout.split(b"--\n")
+    assert declare == b"declare: 1\n"
+    for child in (by_hand, by_nixld):
+        seen = parse_env(child)
+        assert b"LD_LIBRARY_PATH" not in seen
+        assert {k: v for k, v in seen.items() if k not in BASH_EXPORTS} == encoded(env)
+    assert parse_env(control)[b"LD_LIBRARY_PATH"] == b"/marker"
