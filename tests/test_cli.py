@@ -130,3 +130,13 @@ def test_the_run_path_imports_nothing_heavy(tmp_path):
     assert "nixld.loader" in imported
     heavy = {"elftools", "argparse", "subprocess", "json", "dataclasses", "inspect", "typing"}
     assert not {name.split(".")[0] for name in imported} & heavy
+
+
+def test_the_demo_fails_plainly_then_runs_through_nixld():
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NIX_LD")}
+    result = nixld_command("demo", env=env)
+    assert (result.returncode, result.stderr) == (0, "")
+    failure, _, success = result.stdout.partition("$ nixld run")
+    assert "fails: No such file or directory" in failure
+    assert "greetings from libnixld-demo.so, found without LD_LIBRARY_PATH" in success
+    assert "LD_LIBRARY_PATH in my environment: (unset)" in success

@@ -163,6 +163,20 @@ def test_bash_runs_through_nixld(world, via):
 
 
 @pytest.mark.parametrize("via", VIAS)
+def test_a_script_whose_interpreter_is_a_debian_program_runs_through_nixld(world, tmp_path, via):
+    """In the world /usr/bin/bash is itself foreign, so the kernel cannot start a
+    `#!/usr/bin/bash` script; nixld starts its interpreter through the loader instead."""
+    script = tmp_path / "greet.sh"
+    script.write_text('#!/usr/bin/bash -e\necho "$0 says ${1:-nothing} (${LD_LIBRARY_PATH-unset})"\n')
+    script.chmod(0o755)
+    direct, through_nixld = world.run({"argv": [str(script), "hi"]},
+                                      {"argv": world.nixld_run(via, str(script), "hi")})
+    assert direct.errno == errno.ENOENT
+    assert (through_nixld.returncode, through_nixld.stderr) == (0, b"")
+    assert through_nixld.stdout == f"{script} says hi (unset)\n".encode()
+
+
+@pytest.mark.parametrize("via", VIAS)
 def test_perl_runs_through_nixld_with_its_compiled_modules(world, via):
     # POSIX is an XS module: perl dlopen()s its POSIX.so at run time.
     script = 'use POSIX (); print POSIX::floor(7.9), " $^V ", (exists $ENV{LD_LIBRARY_PATH} ? "set" : "unset"), "\\n"'
