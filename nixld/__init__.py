@@ -27,7 +27,19 @@ __all__ = [
     "ProgramNotFound",
     "UsageError",
     "exec_foreign",
+    "inspect",
     "plan_launch",
     "run_foreign",
     "spawn_foreign",
 ]
+
+
+def inspect(path, libs=(), *, env=None, ld=None):
+    """What the program at `path` needs and where each library resolves under `nixld run`,
+    without running it; returns a nixld.resolve.Inspection. Files are parsed once per process.
+
+    Raises ProgramNotFound or NotExecutable when `path` is not a readable ELF file.
+    """
+    from nixld.resolve import default_inspector  # start-up time: pyelftools, dataclasses
+
+    return default_inspector().inspect(path, libs, env=env, ld=ld)

@@ -14,6 +14,9 @@ ELF_MAGIC = b"\x7fELF"
 
 ET_EXEC = 2
 ET_DYN = 3
+# What to call an ELF file of each e_type in a message.
+TYPE_NAMES = {0: "an ELF file of no type", 1: "an ELF relocatable object", 2: "an ELF executable",
+              3: "an ELF shared object", 4: "an ELF core dump"}
 PT_DYNAMIC = 2
 PT_INTERP = 3
 

@@ -37,8 +37,6 @@ _ARGV0_OPTION = b"--argv0"
 # Linux reads this much of a file to find its #! line (BINPRM_BUF_SIZE).
 _SHEBANG_LIMIT = 256
 
-_ELF_TYPES = {0: "an ELF file of no type", 1: "an ELF relocatable object", 4: "an ELF core dump"}
-
 
 class LaunchPlan(
     namedtuple(
@@ -125,7 +123,7 @@ def plan_command(
         return _direct_plan(program, argv, env, system, log_level, decisions)
 
     loader, loader_source = config.choose_loader(env, system, ld)
-    loader_options = _loader_options(_check_loader(files, loader, loader_source, system, program, header))
+    loader_options = _loader_options(check_loader(loader, loader_source, system, program, header, files))
     nix_dirs, nix_dirs_source = config.nix_ld_library_dirs(env, system)
     library_path = config.library_search_path(
         config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), libs, nix_dirs
@@ -322,7 +320,7 @@ def _read_program(files: _Files, program: bytes) -> tuple[elf.ElfHeader | None, 
     except elf.ElfError as error:
         raise NotExecutable(f"{shown}: {error}") from None
     if header.type not in (elf.ET_EXEC, elf.ET_DYN):
-        kind = _ELF_TYPES.get(header.type, f"an ELF file of type {header.type}")
+        kind = elf.TYPE_NAMES.get(header.type, f"an ELF file of type {header.type}")
         raise NotExecutable(f"{shown}: is {kind}, not a program")
     if header.interpreter is None and header.entry == 0:
         raise NotExecutable(f"{shown}: is a shared library (it has no entry point), not a program")
@@ -358,9 +356,11 @@ def _script_plan(files: _Files, script: bytes, argv: tuple[bytes, ...], decision
     return interpreter, script_argv, header, mode
 
 
-def _check_loader(files: _Files, loader: bytes, source: str, system: str | None, program: bytes,
-                  program_header: elf.ElfHeader) -> bytes:
-    """Check that `loader` can start the program; return its bytes, to look for options."""
+def check_loader(loader: bytes, source: str, system: str | None, program: bytes,
+                 program_header: elf.ElfHeader, files: _Files | None = None) -> bytes:
+    """Check that `loader` (chosen from `source`) can start the program; return its bytes,
+    to look for options. Raises LoaderError naming the loader and what to do."""
+    files = files or _Files(None)
     shown = f"loader {display(loader)} ({_describe_source(source, system)})"
     advice = "set NIX_LD (or pass --ld) to the path of your glibc's ld.so"
     try:
