@@ -58,6 +58,7 @@ class ObjectCache:
     def __init__(self) -> None:
         self._parsed: dict[tuple, ElfObject] = {}
         self._headers: dict[tuple, elf.ElfHeader | None] = {}
+        self._directories: dict[bytes, bool] = {}
 
     def load(self, path: bytes) -> ElfObject:
         """The parsed object at `path`; raises OSError or ObjectError."""
@@ -70,6 +71,14 @@ class ObjectCache:
             if parsed is None:
                 parsed = self._parsed[key] = _parse(stream, status.st_mode)
             return parsed
+
+    def is_directory(self, path: bytes) -> bool:
+        """Whether the directory exists (the empty prefix is the working directory); asked
+        once per directory per process."""
+        known = self._directories.get(path)
+        if known is None:
+            known = self._directories[path] = os.path.isdir(path or b".")
+        return known
 
     def abi_of(self, path: bytes) -> tuple[int, bool, int] | None:
         """(class, little endian, machine) of a candidate library, as the loader checks it

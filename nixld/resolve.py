@@ -359,40 +359,40 @@ class _Walk:
                 return None
         existing = self._loaded(name)
         if existing is not None:
-            return self._reuse(existing, needed)
+            return self._reuse(existing, name)
         if b"/" in name:
             found = (name, "path") if self._fits(name) else None
         else:
             found = self._search(name, requester)
         if found is None:
-            return self._not_found(needed, name, requester)
+            return self._not_found(name, requester)
         path, via = found
         identity = _identity(path)
         for link in self.links:
             if identity is not None and link.identity == identity:
                 link.names.add(name)  # the same file under another name: glibc maps it once
-                return self._reuse(link, needed)
+                return self._reuse(link, name)
         try:
             obj = self.objects.load(path)
         except (OSError, ObjectError) as error:
             self.warnings.append(f"{display(path)} (needed by {display(requester.path)}) cannot be "
                                  f"loaded: {error}")
-            return self._not_found(needed, name, requester)
+            return self._not_found(name, requester)
         names = [name] + ([obj.soname] if obj.soname else [])
-        link = _Link(names, path, obj, requester, self._list(needed, path, via), identity)
+        link = _Link(names, path, obj, requester, self._list(name, path, via), identity)
         self.links.append(link)
         queue.append(link)
         return link
 
-    def _reuse(self, link: _Link, needed: bytes) -> _Link:
+    def _reuse(self, link: _Link, name: bytes) -> _Link:
         # The loader takes its place in the list where it is first needed, as ld.so --list shows.
         if link is self.rtld and link.index is None:
-            link.index = self._list(needed, link.path, "loader")
+            link.index = self._list(name, link.path, "loader")
         return link
 
-    def _not_found(self, needed: bytes, name: bytes, requester: _Link) -> _Link:
+    def _not_found(self, name: bytes, requester: _Link) -> _Link:
         # Like glibc's trace mode: one entry, which later requests for the name reuse.
-        link = _Link([name], name, None, requester, self._list(needed, None, None))
+        link = _Link([name], name, None, requester, self._list(name, None, None))
         self.links.append(link)
         return link
 
@@ -455,9 +455,11 @@ class _Walk:
     def _in_dirs(self, name: bytes, dirs: list[bytes], via: str) -> tuple[bytes, str] | None:
         for directory in dirs:
             for subdir in self.facts.subdirs:
-                candidate = directory + subdir + name
-                if self._fits(candidate):
-                    return candidate, via
+                # Like glibc, remember which directories do not exist rather than try each name.
+                if self.objects.is_directory(directory + subdir):
+                    candidate = directory + subdir + name
+                    if self._fits(candidate):
+                        return candidate, via
         return None
 
     def _fits(self, candidate: bytes) -> bool:
