@@ -124,6 +124,7 @@ class Inspector:
     def __init__(self) -> None:
         self.objects = ObjectCache()
         self._facts: dict[tuple, tuple[glibc.LoaderFacts, glibc.LdCache | None]] = {}
+        self._usable_loaders: set[tuple] = set()
 
     def inspect(self, path, libs=(), *, env=None, ld=None) -> Inspection:
         """Inspect the program at `path` (found on PATH when it has no slash) as `nixld run`
@@ -212,7 +213,10 @@ class Inspector:
         usable = False
         if exists:
             try:
-                launch.check_loader(path, source, system, program_path, program.header)
+                # Reading the loader to check it is the same for every program of its machine.
+                if (path, program.abi) not in self._usable_loaders:
+                    launch.check_loader(path, source, system, program_path, program.header)
+                    self._usable_loaders.add((path, program.abi))
                 usable = True
                 loader_object = self.objects.load(path)
             except LaunchError as error:
