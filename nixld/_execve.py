@@ -17,7 +17,7 @@ def c_core_unavailable() -> str | None:
     """Why the C core cannot be used, or None when it can (imported on first use, for
     start-up time: only a process that execs needs it)."""
     try:
-        import nixld._exec  # noqa: F401
+        from nixld._exec import lib  # noqa: F401  (imported to see that it loads)
     except ImportError as error:
         return f"the C exec core cannot be imported ({error}); using os.execve"
     return None

@@ -187,7 +187,11 @@ def _print_plan(plan) -> None:
 def _inspect(args: list[str]) -> int:
     import argparse  # start-up time: only the commands other than run use argparse
 
-    parser = _ArgumentParser(
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, nixld's usage status
+            raise UsageError(f"inspect: {message}")
+
+    parser = Parser(
         prog="nixld inspect",
         description="Show what each PROGRAM needs and where each library resolves, as the "
                     "loader would resolve it under `nixld run`, without running PROGRAM.",
@@ -230,19 +234,6 @@ def _inspect(args: list[str]) -> int:
 
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     return status
-
-
-class _ArgumentParser:
-    """argparse's parser, with its errors turned into nixld's one-line usage errors."""
-
-    def __new__(cls, **kwargs):
-        import argparse
-
-        class Parser(argparse.ArgumentParser):
-            def error(self, message):
-                raise UsageError(f"inspect: {message}")
-
-        return Parser(**kwargs)
 
 
 def _report(inspection) -> str:

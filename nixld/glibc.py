@@ -8,7 +8,6 @@ the system search path and the subdirectories it searches. Running the configure
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass, field
 
@@ -210,7 +209,3 @@ def _hwcap_names(data: bytes, offset: int) -> list[bytes]:
 def _string(data: bytes, offset: int) -> bytes:
     end = data.find(b"\0", offset)
     return data[offset:end if end != -1 else len(data)]
-
-
-def cache_path_exists(path: bytes | None) -> bool:
-    return path is not None and os.path.isfile(path)

@@ -287,11 +287,9 @@ class _Files:
         return self.cwd + b"/" + path
 
 
-def _read_program(files: _Files, program: bytes) -> tuple[elf.ElfHeader | None, int]:
-    """The program's ELF header (None for a #! script) and its file mode; raises for
-    everything that cannot be run."""
-    shown = display(program)
-    path = files.at(program)
+def file_mode(path: bytes, shown: str) -> int:
+    """The mode of the file a user named (shown as `shown`); raises ProgramNotFound when it
+    does not exist, NotExecutable when it cannot be looked at or is a directory."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -302,6 +300,15 @@ def _read_program(files: _Files, program: bytes) -> tuple[elf.ElfHeader | None, 
         raise NotExecutable(f"{shown}: {error.strerror}") from error
     if stat.S_ISDIR(mode):
         raise NotExecutable(f"{shown}: is a directory")
+    return mode
+
+
+def _read_program(files: _Files, program: bytes) -> tuple[elf.ElfHeader | None, int]:
+    """The program's ELF header (None for a #! script) and its file mode; raises for
+    everything that cannot be run."""
+    shown = display(program)
+    path = files.at(program)
+    mode = file_mode(path, shown)
     if not stat.S_ISREG(mode):
         raise NotExecutable(f"{shown}: not a regular file")
     if not os.access(path, os.X_OK):

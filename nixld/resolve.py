@@ -16,10 +16,10 @@ import os
 import re
 import stat
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nixld import config, elf, glibc, loader as launch
-from nixld.errors import LaunchError, NotExecutable, ProgramNotFound, display
+from nixld.errors import LaunchError, NotExecutable, display
 from nixld.objects import DF_1_NODEFLIB, DF_1_PIE, ElfObject, ObjectCache, ObjectError, mentions
 
 _TOKEN = re.compile(rb"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?![A-Za-z0-9_]))")
@@ -185,16 +185,7 @@ class Inspector:
 
     def _load_program(self, path: bytes) -> ElfObject:
         shown = display(path)
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            raise ProgramNotFound(f"{shown}: no such file") from None
-        except NotADirectoryError:
-            raise ProgramNotFound(f"{shown}: no such file (a component of the path is not a directory)") from None
-        except OSError as error:
-            raise NotExecutable(f"{shown}: {error.strerror}") from error
-        if stat.S_ISDIR(mode):
-            raise NotExecutable(f"{shown}: is a directory")
+        launch.file_mode(path, shown)
         try:
             program = self.objects.load(path)
         except OSError as error:
