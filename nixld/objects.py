@@ -58,7 +58,6 @@ class ObjectCache:
     def __init__(self) -> None:
         self._parsed: dict[tuple, ElfObject] = {}
         self._headers: dict[tuple, elf.ElfHeader | None] = {}
-        self._directories: dict[bytes, bool] = {}
 
     def load(self, path: bytes) -> ElfObject:
         """The parsed object at `path`; raises OSError or ObjectError."""
@@ -71,14 +70,6 @@ class ObjectCache:
             with open(path, "rb") as stream:
                 parsed = self._parsed[key] = _parse(stream, status.st_mode)
         return parsed
-
-    def is_directory(self, path: bytes) -> bool:
-        """Whether the directory exists (the empty prefix is the working directory); asked
-        once per directory per process."""
-        known = self._directories.get(path)
-        if known is None:
-            known = self._directories[path] = os.path.isdir(path or b".")
-        return known
 
     def abi_of(self, path: bytes) -> tuple[int, bool, int] | None:
         """(class, little endian, machine) of a candidate library, as the loader checks it
@@ -113,6 +104,8 @@ def _parse(stream, mode: int) -> ElfObject:
 
     try:
         return _parse_with_pyelftools(stream, mode)
+    except ObjectError:
+        raise
     except (ELFError, ELFParseError, ConstructError, struct.error, ValueError, KeyError,
             IndexError, AttributeError, TypeError, UnicodeError, OverflowError, MemoryError) as error:
         raise ObjectError(_describe(error)) from None
@@ -127,9 +120,10 @@ def _parse_with_pyelftools(stream, mode: int) -> ElfObject:
     The loader finds the string table through DT_STRTAB and the PT_LOAD segments; so do we.
     """
     data = _Reader(stream)
-    ident = data.read(0, 16, "the ELF identification")
+    ident = stream.read(16)
     if ident[:4] != elf.ELF_MAGIC:
         raise ObjectError("a #! script, not an ELF file" if ident[:2] == b"#!" else "not an ELF file")
+    data.read(0, 16, "the ELF identification")
     elf_class = {1: 32, 2: 64}.get(ident[4])
     if elf_class is None or ident[5] not in (1, 2):
         raise ObjectError(f"corrupt ELF header (class {ident[4]}, byte order {ident[5]})")

@@ -160,7 +160,7 @@ class Inspector:
                      loader_path, loader_object, warnings)
         if not static:
             walk.run()
-        missing = tuple(library.soname for library in walk.libraries if library.path is None)
+        missing = tuple(dict.fromkeys(library.soname for library in walk.libraries if library.path is None))
         return Inspection(
             path=program_path,
             elf_class=program.elf_class,
@@ -229,8 +229,10 @@ class Inspector:
         if key in self._facts:
             return self._facts[key]
         facts = None
-        why = "it cannot be run on this machine" if not runnable else None
-        if runnable:
+        why = "it is not a loader this machine can run" if not runnable else None
+        if not os.path.exists(path):
+            why = "it does not exist"
+        elif runnable:
             facts, why = _ask_loader(path, env)
         if facts is None:
             assumed = glibc.assumed_facts(elf_class)
@@ -324,7 +326,9 @@ class _Walk:
         self.needed_by: dict[int, list[bytes]] = {}
         self.needs: dict[int, list[int]] = {}
         self.program_needs: list[int] = []
+        self.order: list[int] = []  # ld.so --list order of self.libraries' indexes
         self._checked_dirs: set[bytes] = set()
+        self._directories: dict[bytes, bool] = {}  # one launch's view, as glibc keeps it
 
     def run(self) -> None:
         queue = deque([self.main])
@@ -338,10 +342,13 @@ class _Walk:
                     requesters = self.needed_by.setdefault(link.index, [])
                     if requester.path not in requesters:
                         requesters.append(requester.path)
+        position = {index: place for place, index in enumerate(self.order)}
+        self.program_needs = [position[index] for index in self.program_needs]
         self.libraries = [
-            Library(library.soname, library.path, library.via, tuple(self.needed_by.get(index, ())),
-                    tuple(self.needs.get(index, ())))
-            for index, library in enumerate(self.libraries)
+            Library(self.libraries[index].soname, self.libraries[index].path, self.libraries[index].via,
+                    tuple(self.needed_by.get(index, ())),
+                    tuple(position[need] for need in self.needs.get(index, ())))
+            for index in self.order
         ]
 
     def _map(self, needed: bytes, requester: _Link, queue: deque) -> _Link | None:
@@ -380,20 +387,23 @@ class _Walk:
         return link
 
     def _reuse(self, link: _Link, name: bytes) -> _Link:
-        # The loader takes its place in the list where it is first needed, as ld.so --list shows.
         if link is self.rtld and link.index is None:
-            link.index = self._list(name, link.path, "loader")
+            # glibc moves its own entry to follow the object before it in the search list,
+            # which holds only the libraries found: entries not found come after it.
+            found_before = [place for place, index in enumerate(self.order) if self.libraries[index].path]
+            link.index = self._list(name, link.path, "loader", found_before[-1] + 1 if found_before else 0)
         return link
 
     def _not_found(self, name: bytes, requester: _Link) -> _Link:
-        # Like glibc's trace mode: one entry, which later requests for the name reuse.
-        link = _Link([name], name, None, requester, self._list(name, None, None))
-        self.links.append(link)
-        return link
+        # glibc's trace mode makes a stand-in for each request that fails and never matches
+        # a later request against it, so each failing request is listed.
+        return _Link([name], name, None, requester, self._list(name, None, None))
 
-    def _list(self, name: bytes, path: bytes | None, via: str | None) -> int:
+    def _list(self, name: bytes, path: bytes | None, via: str | None, place: int | None = None) -> int:
         self.libraries.append(Library(name, path, via, ()))
-        return len(self.libraries) - 1
+        index = len(self.libraries) - 1
+        self.order.insert(len(self.order) if place is None else place, index)
+        return index
 
     def _loaded(self, name: bytes) -> _Link | None:
         for link in self.links:
@@ -403,20 +413,17 @@ class _Walk:
 
     def _search(self, name: bytes, requester: _Link) -> tuple[bytes, str] | None:
         if requester.object.runpath is None:
-            chain_has_main = False
+            # Every DT_NEEDED chain ends at the executable, so its DT_RPATH, which glibc
+            # searches last, is always among these.
             link = requester
             while link is not None:
                 if link.object is not None and link.object.rpath:
                     found = self._in_dirs(name, self._dirs(link, link.object.rpath, "RPATH"), "rpath")
                     if found:
                         return found
-                    chain_has_main |= link is self.main
                 link = link.loaded_by
-            if not chain_has_main and self.main.object.rpath:
-                found = self._in_dirs(name, self._dirs(self.main, self.main.object.rpath, "RPATH"), "rpath")
-                if found:
-                    return found
-        found = self._in_dirs(name, [_with_slash(d) for d in self.search_path], "library-path")
+        # glibc expands $ORIGIN in the library path with the executable's directory.
+        found = self._in_dirs(name, self._dirs(self.main, self.search_path, None), "library-path")
         if found:
             return found
         if requester.object.runpath:
@@ -431,8 +438,9 @@ class _Walk:
                 return path, "cache"
         return self._in_dirs(name, [_with_slash(d) for d in self.facts.system_dirs], "default")
 
-    def _dirs(self, link: _Link, entries: tuple[bytes, ...], what: str) -> list[bytes]:
-        """An object's RPATH or RUNPATH entries, expanded, as directory prefixes."""
+    def _dirs(self, link: _Link, entries: tuple[bytes, ...], what: str | None) -> list[bytes]:
+        """Search path entries, expanded for `link`, as directory prefixes; an object's RPATH
+        or RUNPATH (`what`) entries that do not exist are warned about."""
         dirs = []
         for entry in entries:
             expanded = _expand(entry, link.origin, self.facts) if entry else b""
@@ -440,7 +448,7 @@ class _Walk:
                 continue
             directory = _with_slash(expanded) if expanded else b""
             dirs.append(directory)
-            if directory and directory not in self._checked_dirs:
+            if what and directory and directory not in self._checked_dirs:
                 self._checked_dirs.add(directory)
                 if not os.path.isdir(directory):
                     self.warnings.append(f"{what} entry {display(entry)} of {display(link.path)}: "
@@ -451,11 +459,17 @@ class _Walk:
         for directory in dirs:
             for subdir in self.facts.subdirs:
                 # Like glibc, remember which directories do not exist rather than try each name.
-                if self.objects.is_directory(directory + subdir):
+                if self._is_directory(directory + subdir):
                     candidate = directory + subdir + name
                     if self._fits(candidate):
                         return candidate, via
         return None
+
+    def _is_directory(self, path: bytes) -> bool:
+        known = self._directories.get(path)
+        if known is None:
+            known = self._directories[path] = os.path.isdir(path or b".")
+        return known
 
     def _fits(self, candidate: bytes) -> bool:
         """True when the loader would take `candidate`: an ELF file of the program's class,

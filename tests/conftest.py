@@ -45,12 +45,14 @@ def _gcc() -> str:
     return gcc
 
 
-def _compile_all(jobs: list[list[str]]) -> None:
-    """Run the gcc command lines in parallel; fail the session loudly on the first error."""
+def _compile_all(jobs: list[list[str]], cwd: str | os.PathLike | None = None) -> None:
+    """Run the gcc command lines in parallel (in `cwd`, when given); fail the session loudly
+    on the first error."""
     gcc = _gcc()
     running = [
-        (job, subprocess.Popen([gcc, "-O2", "-Wall", "-Wextra", "-Werror", *job],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        (job, subprocess.Popen([gcc, "-O2", "-Wall", "-Wextra", "-Werror", *job], cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               errors="backslashreplace"))
         for job in jobs
     ]
     failures = []
@@ -157,3 +159,175 @@ def nixld_script() -> str:
         pytest.fail(f"the nixld console script is not installed next to {sys.executable}",
                     pytrace=False)
     return script
+
+
+# Directory names and SONAMEs the inspect tests use to show that paths are bytes: one that
+# Latin-1 can spell (but whose UTF-8 bytes differ), one it cannot, one that is not UTF-8 at all.
+NON_ASCII = {"latin-1": "bibliothèque".encode(), "beyond-latin-1": "lib€".encode(),
+             "not-utf-8": b"lib\xff"}
+
+InspectTree = namedtuple("InspectTree", "root non_ascii")
+
+
+def _shared(target: Path, *flags: str, soname: bytes | None = None, m32: bool = False) -> list[str]:
+    """A gcc job building tests/programs/inspect_library.c as `target` with `flags` after it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return [*(["-m32"] if m32 else []), "-shared", "-fPIC",
+            *([os.fsdecode(b"-Wl,-soname," + soname)] if soname else []),
+            "-o", str(target), str(PROGRAMS / "inspect_library.c"), "-Wl,--no-as-needed", *flags]
+
+
+def _executable(target: Path, *flags: str, m32: bool = False) -> list[str]:
+    """A gcc job building tests/programs/inspect_program.c as `target` with `flags` after it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return [*(["-m32"] if m32 else []), "-o", str(target), str(PROGRAMS / "inspect_program.c"),
+            "-Wl,--no-as-needed", *flags]
+
+
+def _rpath(*entries) -> list[str]:
+    return ["-Wl,--disable-new-dtags", "-Wl,-rpath," + ":".join(map(os.fsdecode, entries))]
+
+
+def _runpath(*entries) -> list[str]:
+    return ["-Wl,--enable-new-dtags", "-Wl,-rpath," + ":".join(map(os.fsdecode, entries))]
+
+
+@pytest.fixture(scope="session")
+def inspect_tree(tmp_path_factory) -> InspectTree:
+    """Libraries and programs for `nixld inspect`, one directory per search rule, compiled once.
+
+    Under `root`: prec/ (libprec.so in a/ and b/; programs with an RPATH or a RUNPATH of a/),
+    chain/ (libmid.so needs libleaf.so and has no path of its own; libholder.so has an RPATH
+    of mid/ and leaf/; librunmid.so needs libleaf.so and has a RUNPATH of an empty directory),
+    origin/ ($ORIGIN, ${ORIGIN} and $ORIGIN in a DT_NEEDED), tokens/ ($LIB and $PLATFORM),
+    missing/ (libtop.so -> libmiddle.so -> libgone.so, which only gone/ has), slash/ (DT_NEEDED
+    with a slash, absolute and relative), same/ (one file as libone.so, a symlink libtwo.so
+    and a hard link libthree.so), hw/ (a glibc-hwcaps copy of libhw.so; copies of liblegacy.so
+    in legacy/, legacy/tls/ and legacy/x86_64/), nodeflib/ (-z nodefaultlib),
+    paths/ (RPATH and RUNPATH entries that do not exist), nonascii/ (directories and SONAMEs
+    named by NON_ASCII) and plain (a program with no path of its own)."""
+    root = tmp_path_factory.mktemp("inspect")
+    r = root
+
+    def dirs(*names) -> list[str]:
+        return [str(r / name) for name in names]
+
+    leaves = [
+        _shared(r / "prec/a/libprec.so", soname=b"libprec.so"),
+        _shared(r / "prec/b/libprec.so", soname=b"libprec.so"),
+        _shared(r / "chain/leaf/libleaf.so"),
+        _shared(r / "origin/lib/deps/libdeep.so"),
+        _shared(r / "origin/bin/libdst.so", soname=b"$ORIGIN/libdst.so"),
+        _shared(r / "missing/gone/libgone.so"),
+        _shared(r / "slash/libdir/libslash.so"),
+        _shared(r / "same/libone.so"),
+        _shared(r / "hw/libhw.so", soname=b"libhw.so"),
+        _shared(r / "hw/glibc-hwcaps/x86-64-v2/libhw.so", soname=b"libhw.so"),
+        _shared(r / "nodeflib/libnodef.so", "-Wl,-z,nodefaultlib", "-lm", soname=b"libnodef.so"),
+    ]
+    leaves += [_shared(r / "hw/legacy" / subdir / "liblegacy.so", soname=b"liblegacy.so")
+               for subdir in ("tls", "x86_64", "")]
+    # Wherever $LIB and $PLATFORM may lead on an x86-64 glibc; the loader decides which is used.
+    leaves += [_shared(r / "tokens" / lib / "liblibtoken.so", soname=b"liblibtoken.so")
+               for lib in ("lib/x86_64-linux-gnu", "lib64", "lib")]
+    leaves += [_shared(r / "tokens" / platform / "libplatformtoken.so", soname=b"libplatformtoken.so")
+               for platform in ("x86_64", "haswell", "xeon_phi")]
+    for label, name in NON_ASCII.items():
+        leaves.append(_shared(Path(os.fsdecode(os.fsencode(r / "nonascii") + b"/" + name)) / "libnonascii.so",
+                              soname=b"libnonascii.so"))
+        leaves.append(_shared(Path(os.fsdecode(os.fsencode(r / "nonascii" / f"needed-{label}") + b"/" + name + b".so")),
+                              soname=name + b".so"))
+    (r / "chain/empty").mkdir(parents=True)
+    _compile_all(leaves)
+
+    os.symlink("libone.so", r / "same/libtwo.so")
+    os.link(r / "same/libone.so", r / "same/libthree.so")
+    (r / "nodeflib/copies").mkdir()
+    libm = subprocess.run([_gcc(), "-print-file-name=libm.so.6"], capture_output=True, text=True).stdout.strip()
+    shutil.copy(libm, r / "nodeflib/copies/libm.so.6")
+    _compile_all([
+        _shared(r / "chain/mid/libmid.so", f"-L{r}/chain/leaf", "-lleaf"),
+        _shared(r / "chain/runmid/librunmid.so", f"-L{r}/chain/leaf", "-lleaf", *_runpath(r / "chain/empty")),
+        _shared(r / "origin/lib/liborigin.so", f"-L{r}/origin/lib/deps", "-ldeep", *_runpath("$ORIGIN/deps"),
+                soname=b"liborigin.so"),
+        _shared(r / "missing/lib/libmiddle.so", f"-L{r}/missing/gone", "-lgone", *_runpath("$ORIGIN")),
+    ])
+    _compile_all([
+        _shared(r / "chain/holder/libholder.so", f"-L{r}/chain/mid", "-lmid", f"-Wl,-rpath-link,{r}/chain/leaf",
+                *_rpath(*dirs("chain/mid", "chain/leaf"))),
+        _shared(r / "missing/lib/libtop.so", f"-L{r}/missing/lib", "-lmiddle",
+                f"-Wl,-rpath-link,{r}/missing/gone", *_runpath("$ORIGIN")),
+    ])
+    leaf_link = f"-Wl,-rpath-link,{r}/chain/leaf:{r}/chain/mid:{r}/missing/gone:{r}/missing/lib:{r}/origin/lib/deps"
+    programs = [
+        _executable(r / "plain"),
+        _executable(r / "prec/rpath-program", f"-L{r}/prec/a", "-lprec", *_rpath(*dirs("prec/a"))),
+        _executable(r / "prec/runpath-program", f"-L{r}/prec/a", "-lprec", *_runpath(*dirs("prec/a"))),
+        _executable(r / "chain/rpath-program", f"-L{r}/chain/mid", "-lmid", leaf_link,
+                    *_rpath(*dirs("chain/mid", "chain/leaf"))),
+        _executable(r / "chain/runpath-program", f"-L{r}/chain/mid", "-lmid", leaf_link,
+                    *_runpath(*dirs("chain/mid", "chain/leaf"))),
+        _executable(r / "chain/holder-program", f"-L{r}/chain/holder", "-lholder", leaf_link,
+                    *_rpath(*dirs("chain/holder"))),
+        _executable(r / "chain/runmid-program", f"-L{r}/chain/runmid", "-lrunmid", leaf_link,
+                    *_rpath(*dirs("chain/runmid", "chain/leaf"))),
+        _executable(r / "origin/bin/prog", f"-L{r}/origin/lib", "-lorigin", leaf_link, *_runpath("${ORIGIN}/../lib")),
+        _executable(r / "origin/bin/prog-rpath", f"-L{r}/origin/lib", "-lorigin", leaf_link, *_rpath("$ORIGIN/../lib")),
+        _executable(r / "origin/bin/needs-dst", str(r / "origin/bin/libdst.so")),
+        _executable(r / "tokens/prog", str(r / "tokens/lib64/liblibtoken.so"), str(r / "tokens/x86_64/libplatformtoken.so"),
+                    *_rpath(f"{r}/tokens/$LIB", f"{r}/tokens/${{PLATFORM}}")),
+        _executable(r / "missing/prog", f"-L{r}/missing/lib", "-ltop", leaf_link, *_runpath("$ORIGIN/lib")),
+        _executable(r / "missing/prog-twice", f"-L{r}/missing/gone", "-lgone", f"-L{r}/missing/lib", "-ltop",
+                    leaf_link, *_runpath("$ORIGIN/lib")),
+        _executable(r / "slash/prog-absolute", str(r / "slash/libdir/libslash.so")),
+        _executable(r / "same/prog", f"-L{r}/same", "-lone", "-ltwo", "-lthree", *_runpath("$ORIGIN")),
+        _executable(r / "hw/prog", f"-L{r}/hw", "-lhw", *_runpath("$ORIGIN")),
+        _executable(r / "hw/prog-legacy", f"-L{r}/hw/legacy", "-llegacy", *_runpath("$ORIGIN/legacy")),
+        _executable(r / "nodeflib/prog", f"-L{r}/nodeflib", "-lnodef", *_runpath("$ORIGIN")),
+        _executable(r / "nodeflib/prog-with-libm", "-lm", f"-L{r}/nodeflib", "-lnodef", *_runpath("$ORIGIN")),
+        _executable(r / "paths/rpath-program", *_rpath(*dirs("paths/nowhere-rpath"))),
+        _executable(r / "paths/runpath-program", *_runpath(*dirs("paths/nowhere-runpath"), "$ORIGIN/absent")),
+    ]
+    for label, name in NON_ASCII.items():
+        directory = os.fsencode(r / "nonascii") + b"/" + name
+        programs.append(_executable(r / "nonascii" / f"runpath-{label}", os.fsdecode(directory + b"/libnonascii.so"),
+                                    *_runpath(directory)))
+        needed = os.fsencode(r / "nonascii" / f"needed-{label}") + b"/" + name + b".so"
+        programs.append(_executable(r / "nonascii" / f"needs-{label}", os.fsdecode(needed),
+                                    *_runpath(f"$ORIGIN/needed-{label}")))
+    _compile_all(programs)
+    # Linked from its own directory: the DT_NEEDED entry is the relative path as given.
+    _compile_all([_executable(r / "slash/prog-relative", "./libdir/libslash.so")], cwd=r / "slash")
+    return InspectTree(root=root, non_ascii=dict(NON_ASCII))
+
+
+I386 = namedtuple("I386", "root loader")
+
+
+@pytest.fixture(scope="session")
+def i386_tree(tmp_path_factory) -> I386:
+    """32-bit builds for `nixld inspect` (gcc -m32: gcc-multilib, which .ci/run installs):
+    decoy/ (a 32-bit libdecoy.so in d32/ before the 64-bit one in d64/; `prog` has a RUNPATH of
+    both, `plain-prog` none) and i386/ (`prog32`, and `prog32-lib`, which needs libthirty.so
+    and has a RUNPATH of decoy64/, holding a 64-bit one, then lib32/); `loader` is the i386
+    loader."""
+    if not os.path.exists("/usr/lib32/crt1.o"):
+        pytest.fail("gcc -m32 needs gcc-multilib (.ci/run installs it)", pytrace=False)
+    r = tmp_path_factory.mktemp("i386")
+    _compile_all([
+        _shared(r / "decoy/d32/libdecoy.so", soname=b"libdecoy.so", m32=True),
+        _shared(r / "decoy/d64/libdecoy.so", soname=b"libdecoy.so"),
+        _shared(r / "i386/lib32/libthirty.so", soname=b"libthirty.so", m32=True),
+        _shared(r / "i386/decoy64/libthirty.so", soname=b"libthirty.so"),
+    ])
+    _compile_all([
+        _executable(r / "decoy/prog", str(r / "decoy/d64/libdecoy.so"), *_runpath(r / "decoy/d32", r / "decoy/d64")),
+        _executable(r / "decoy/plain-prog", str(r / "decoy/d64/libdecoy.so")),
+        _executable(r / "i386/prog32", m32=True),
+        _executable(r / "i386/prog32-lib", str(r / "i386/lib32/libthirty.so"),
+                    *_runpath("$ORIGIN/decoy64", "$ORIGIN/lib32"), m32=True),
+    ])
+    loader = "/lib/ld-linux.so.2"
+    if not os.path.exists(loader):
+        pytest.fail(f"{loader} is missing: gcc-multilib's libc6-i386 provides it", pytrace=False)
+    return I386(root=r, loader=loader)

@@ -72,3 +72,81 @@ def write_loader(path: Path, options=GLIBC_OPTIONS, **fields) -> bytes:
     payload = b"".join(option + b"\0" for option in options)
     fields.setdefault("interpreter", None)
     return write_elf(path, payload=payload, **fields)
+
+
+DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH = 0, 1, 5, 10, 14, 15, 29
+DT_FLAGS_1 = 0x6FFFFFFB
+DF_1_NODEFLIB = 0x800
+
+
+def dynamic_elf_bytes(
+    *,
+    elf_class: int = 64,
+    little_endian: bool = True,
+    machine: int = EM_X86_64,
+    elf_type: int = ET_DYN,
+    entry: int = 0x1040,
+    interpreter: bytes | None = None,
+    needed: tuple[bytes, ...] = (),
+    soname: bytes | None = None,
+    rpath: bytes | None = None,
+    runpath: bytes | None = None,
+    flags_1: int = 0,
+) -> bytes:
+    """An ELF file a resolver can read without section headers, as the loader reads it: one
+    PT_LOAD mapping the whole file at address 0, an optional PT_INTERP, and a PT_DYNAMIC whose
+    DT_STRTAB and DT_STRSZ point at a string table holding the NEEDED, SONAME, RPATH and
+    RUNPATH strings. No code: it is inspected, never run."""
+    order = "<" if little_endian else ">"
+    header_size, phdr_size = (64, 56) if elf_class == 64 else (52, 32)
+    dyn = struct.Struct(order + ("qQ" if elf_class == 64 else "iI"))
+
+    strings = b"\0"
+    offsets: dict[bytes, int] = {}
+
+    def string(value: bytes) -> int:
+        nonlocal strings
+        if value not in offsets:
+            offsets[value] = len(strings)
+            strings += value + b"\0"
+        return offsets[value]
+
+    tags = [(DT_NEEDED, string(name)) for name in needed]
+    for tag, value in ((DT_SONAME, soname), (DT_RPATH, rpath), (DT_RUNPATH, runpath)):
+        if value is not None:
+            tags.append((tag, string(value)))
+    if flags_1:
+        tags.append((DT_FLAGS_1, flags_1))
+
+    phdr_count = 3 if interpreter is not None else 2
+    interp_offset = header_size + phdr_size * phdr_count
+    interp = b"" if interpreter is None else interpreter + b"\0"
+    strtab_offset = interp_offset + len(interp)
+    dynamic_offset = strtab_offset + len(strings)
+    dynamic_offset += -dynamic_offset % 8
+    tags += [(DT_STRTAB, strtab_offset), (DT_STRSZ, len(strings)), (DT_NULL, 0)]
+    dynamic = b"".join(dyn.pack(tag, value) for tag, value in tags)
+    size = dynamic_offset + len(dynamic)
+
+    def phdr(p_type: int, flags: int, offset: int, length: int, align: int) -> bytes:
+        if elf_class == 64:
+            return struct.pack(order + "IIQQQQQQ", p_type, flags, offset, offset, offset, length, length, align)
+        return struct.pack(order + "IIIIIIII", p_type, offset, offset, offset, length, length, flags, align)
+
+    phdrs = [phdr(PT_LOAD, 5, 0, size, 0x1000)]
+    if interpreter is not None:
+        phdrs.append(phdr(PT_INTERP, 4, interp_offset, len(interp), 1))
+    phdrs.append(phdr(PT_DYNAMIC, 6, dynamic_offset, len(dynamic), 8))
+
+    ident = b"\x7fELF" + bytes([2 if elf_class == 64 else 1, 1 if little_endian else 2, 1, 0]) + bytes(8)
+    fields = (elf_type, machine, 1, entry, header_size, 0, 0, header_size, phdr_size, phdr_count, 0, 0, 0)
+    header_format = "HHIQQQIHHHHHH" if elf_class == 64 else "HHIIIIIHHHHHH"
+    head = ident + struct.pack(order + header_format, *fields) + b"".join(phdrs) + interp + strings
+    return head + bytes(dynamic_offset - len(head)) + dynamic
+
+
+def write_dynamic_elf(path: Path, mode: int = 0o755, **fields) -> bytes:
+    """Write dynamic_elf_bytes(**fields) to `path` with `mode`; returns the path as bytes."""
+    path.write_bytes(dynamic_elf_bytes(**fields))
+    os.chmod(path, mode)
+    return os.fsencode(path)
