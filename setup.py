@@ -11,7 +11,7 @@ DEMO_INTERPRETER = "/nix/store/00000000000000000000000000000000-glibc-2.40/lib/l
 
 
 class BuildExtWithDemo(build_ext):
-    """Builds the extensions, then `nixld/_demo/`: a foreign program and the library it needs."""
+    """Builds the extensions, then `nixld/_demo/` beside them: a foreign program and the library it needs."""
 
     def run(self):
         super().run()
@@ -34,6 +34,6 @@ class BuildExtWithDemo(build_ext):
 
 
 setup(
-    cffi_modules=["nixld/_exec_build.py:ffibuilder"],
+    cffi_modules=["src/nixld/_exec_build.py:ffibuilder"],
     cmdclass={"build_ext": BuildExtWithDemo},
 )

@@ -131,8 +131,8 @@ class Inspector:
         would launch it with `libs`, `env` (default os.environb) and `ld`. Raises
         ProgramNotFound or NotExecutable when it is not an ELF file that can be read."""
         name = os.fsencode(path)
-        env = os.environb if env is None else {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
-        libs = tuple(os.fsencode(directory) for directory in ([libs] if isinstance(libs, (str, bytes, os.PathLike)) else libs))
+        env = os.environb if env is None else launch.byte_environment(env)
+        libs = launch.library_directories(libs)
         override = None if ld is None else os.fsencode(ld)
 
         program_path = launch.resolve_program(name, env)
@@ -146,7 +146,7 @@ class Inspector:
                                                                   program_path, program, env, warnings)
         nix_dirs, _ = config.nix_ld_library_dirs(env, system)
         search_path = config.library_search_path(
-            config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), [d for d in libs if d], nix_dirs)
+            config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), libs, nix_dirs)
 
         # Static: no interpreter, and an executable or a static-pie (a PIE without one).
         static = program.interpreter is None and (program.type == elf.ET_EXEC or bool(program.flags_1 & DF_1_PIE))

@@ -11,8 +11,8 @@ ffibuilder.cdef(
 ffibuilder.set_source(
     "nixld._exec",
     '#include "_exec_core.h"',
-    sources=["nixld/_exec_core.c"],
-    include_dirs=["nixld"],
+    sources=["src/nixld/_exec_core.c"],
+    include_dirs=["src/nixld"],
 )
 
 if __name__ == "__main__":

@@ -83,8 +83,8 @@ def plan_launch(
     return plan_command(
         name,
         argv,
-        os.environb if env is None else _environment(env),
-        _directories(libs),
+        os.environb if env is None else byte_environment(env),
+        library_directories(libs),
         None if ld is None else _fs(ld, "loader path"),
         None if cwd is None else _fs(cwd, "working directory"),
     )
@@ -458,13 +458,16 @@ def _fs(value, what: str) -> bytes:
     return encoded
 
 
-def _directories(libs) -> tuple[bytes, ...]:
+def library_directories(libs) -> tuple[bytes, ...]:
+    """Library directories given as one path or many, as bytes; empty ones dropped."""
     if isinstance(libs, (str, bytes, os.PathLike)):
         libs = (libs,)
     return tuple(directory for directory in (_fs(item, "library directory") for item in libs) if directory)
 
 
-def _environment(env: Mapping) -> dict[bytes, bytes]:
+def byte_environment(env: Mapping) -> dict[bytes, bytes]:
+    """An environment given with str or bytes, as bytes; raises ValueError for a name
+    execve cannot pass (empty, with "=") or a NUL byte."""
     result = {}
     for key, value in env.items():
         key = _fs(key, "environment variable name")
