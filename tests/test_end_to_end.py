@@ -18,6 +18,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from environments import explicit_environment
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,18 +36,8 @@ MISSING_LIBRARY = b"error while loading shared libraries: libnixldtest.so: canno
 
 
 def environment(**variables: str | bytes | None) -> dict:
-    """A small explicit environment: PATH, NIX_LD, a UTF-8 locale, then `variables` (None unsets).
-
-    LANG is set because, under the C locale, Python itself adds LC_CTYPE to its environment
-    (PEP 538); tests about the environment want to compare against exactly what was given.
-    """
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "NIX_LD": REAL_LOADER}
-    for name, value in variables.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
+    """A small explicit environment: PATH, NIX_LD, a UTF-8 locale, then `variables` (None unsets)."""
+    return explicit_environment(REAL_LOADER, **variables)
 
 
 def lines(*items: str | bytes) -> bytes:

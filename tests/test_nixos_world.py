@@ -20,6 +20,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from environments import explicit_environment
 
 pytestmark = pytest.mark.nixos_world
 
@@ -50,13 +51,7 @@ class World:
             pytest.fail("unshare (util-linux) is required for the NixOS-world tests", pytrace=False)
 
     def environment(self, **variables: str | None) -> dict:
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "NIX_LD": self.loader}
-        for name, value in variables.items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
-        return env
+        return explicit_environment(self.loader, **variables)
 
     def python(self, *args: str) -> list:
         """Python, started the only way it can start in the world: through the loader copy."""
