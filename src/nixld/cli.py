@@ -94,10 +94,10 @@ def _run(args: list[str]) -> int:
 
     command = [os.fsencode(arg) for arg in command]
     argv = (os.fsencode(argv0) if argv0 else command[0], *command[1:])
-    plan = plan_command(command[0], argv, initial_environment(),
-                        tuple(map(os.fsencode, libs)), ld and os.fsencode(ld))
+    env = initial_environment()
+    plan = plan_command(command[0], argv, env, tuple(map(os.fsencode, libs)), ld and os.fsencode(ld))
     if dry_run:
-        _print_plan(plan)
+        _print_plan(plan, env)
         return 0
     exec_plan(plan)
     return 0  # not reached: exec_plan returns only by raising
@@ -156,15 +156,13 @@ def _option_value(args: list[str], index: int) -> tuple[str, str, int]:
     return name, value, index
 
 
-def _print_plan(plan) -> None:
+def _print_plan(plan, caller: dict[bytes, bytes]) -> None:
+    """The plan as one JSON object; the environment as its changes from `caller`'s."""
     import json  # start-up time: only --dry-run prints JSON
-
-    from nixld.loader import initial_environment
 
     def text(value: bytes) -> str:
         return os.fsdecode(value)
 
-    caller = initial_environment()
     after = dict(plan.env)
     changes = {text(name): text(value) for name, value in after.items() if caller.get(name) != value}
     changes.update({text(name): None for name in caller.keys() if name not in after})
