@@ -52,7 +52,8 @@ from __future__ import annotations
 import os
 import sys
 
-FOREIGN_INTERPRETER = "/nix/store/00000000000000000000000000000000-glibc-2.36/lib/ld-linux-x86-64.so.2"
+from measurements import FOREIGN_INTERPRETER, bootstrap_ratio, find_loader, quantile
+
 VARIANTS = ("C core", "os fallback", "os.execve", "exec_foreign", "planned")
 VALUE = "x" * 40
 
@@ -122,37 +123,10 @@ def compile_stamps(directory: str) -> tuple[str, str]:
     return static, foreign
 
 
-def find_loader() -> str:
-    """The host's own dynamic loader: PT_INTERP of this interpreter's executable."""
-    from nixld import elf
-
-    interpreter = elf.read_header(os.fsencode(os.path.realpath(sys.executable))).interpreter
-    if interpreter is None:
-        sys.exit("exec_core.py: this Python is statically linked; cannot find the host's loader")
-    return os.fsdecode(interpreter)
 
 
-def quantile(values, q: float) -> float:
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def bootstrap_ratio(rounds, numerator: int, denominator: int, resamples: int = 2000) -> tuple[float, float]:
-    """95% interval of median(numerator) / median(denominator), resampling whole rounds."""
-    import random
-    import statistics
-
-    rng = random.Random(20240501)
-    count = len(rounds)
-    ratios = []
-    for _ in range(resamples):
-        sample = [rounds[rng.randrange(count)] for _ in range(count)]
-        ratios.append(statistics.median(r[numerator] for r in sample)
-                      / statistics.median(r[denominator] for r in sample))
-    return quantile(ratios, 0.025), quantile(ratios, 0.975)
 
 
 def preparation_us(size: int) -> tuple[float, float]:
@@ -242,7 +216,7 @@ def report(size: int, rounds: list[list[int]]) -> str:
         spreads.append(high - low)
         print(f"    {name:14}{medians[-1]:9.1f}{low:9.1f}{high:9.1f}{notes[which]}")
     ratio = medians[0] / medians[1]
-    low, high = bootstrap_ratio(rounds, 0, 1)
+    low, high = bootstrap_ratio(rounds, 0, (1,))
     difference = medians[0] - medians[1]
     if high < 1:
         verdict = f"FASTER than the os fallback by {-difference:.0f} µs ({(1 - ratio) * 100:.1f}%)"

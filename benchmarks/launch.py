@@ -53,19 +53,12 @@ import sys
 import tempfile
 import time
 
-FOREIGN_INTERPRETER = "/nix/store/00000000000000000000000000000000-glibc-2.36/lib/ld-linux-x86-64.so.2"
+from measurements import FOREIGN_INTERPRETER, bootstrap_ratio, find_loader, quantile
+
 TRIVIAL_C = "int main(void){return 0;}\n"
 BAR = 1.2
 
 
-def find_loader() -> str:
-    """The host's own dynamic loader: PT_INTERP of this interpreter's executable."""
-    from nixld import elf
-
-    interpreter = elf.read_header(os.fsencode(os.path.realpath(sys.executable))).interpreter
-    if interpreter is None:
-        sys.exit("launch.py: this Python is statically linked; cannot find the host's loader")
-    return os.fsdecode(interpreter)
 
 
 def compile_trivial(directory: str) -> str:
@@ -167,25 +160,8 @@ def spawn_time_ns(argv: list[str], env: dict[str, str], file_actions) -> int:
     return elapsed
 
 
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def bootstrap_ratio(rounds: list[dict[str, int]], numerator: str, denominator: tuple[str, ...],
-                    rng: random.Random, resamples: int = 2000) -> tuple[float, float]:
-    """95% interval of median(numerator) / sum of median(denominator), resampling whole rounds."""
-    ratios = []
-    count = len(rounds)
-    for _ in range(resamples):
-        sample = [rounds[rng.randrange(count)] for _ in range(count)]
-        top = statistics.median(r[numerator] for r in sample)
-        bottom = sum(statistics.median(r[key] for r in sample) for key in denominator)
-        ratios.append(top / bottom)
-    return quantile(ratios, 0.025), quantile(ratios, 0.975)
 
 
 def benchmark(args, python, nixld, loader, workdir, env) -> int:
