@@ -16,7 +16,7 @@ import os
 import re
 import stat
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nixld import config, elf, glibc, loader as launch
 from nixld.errors import LaunchError, NotExecutable, display
@@ -236,10 +236,10 @@ class Inspector:
             facts, why = _ask_loader(path, env)
         if facts is None:
             assumed = glibc.assumed_facts(elf_class)
-            facts = glibc.LoaderFacts(**{**assumed.__dict__, "warnings": (
+            facts = replace(assumed, warnings=(
                 f"could not ask the loader {display(path)} for its search path ({why}); "
                 f"assuming glibc's defaults: cache {display(assumed.cache)}, directories "
-                f"{display(b':'.join(assumed.system_dirs))}",)})
+                f"{display(b':'.join(assumed.system_dirs))}",))
         cache = None
         if facts.cache is not None:
             try:
@@ -247,8 +247,8 @@ class Inspector:
             except FileNotFoundError:
                 cache = None  # a loader built without a cache, as on NixOS
             except (OSError, ValueError) as error:
-                facts = glibc.LoaderFacts(**{**facts.__dict__, "warnings": facts.warnings + (
-                    f"cannot read the loader's cache {display(facts.cache)}: {error}",)})
+                facts = replace(facts, warnings=facts.warnings + (
+                    f"cannot read the loader's cache {display(facts.cache)}: {error}",))
         self._facts[key] = (facts, cache)
         return facts, cache
 
