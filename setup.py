@@ -34,6 +34,6 @@ class BuildExtWithDemo(build_ext):
 
 
 setup(
-    cffi_modules=["src/nixld/_exec_build.py:ffibuilder"],
+    cffi_modules=["nixld/_exec_build.py:ffibuilder"],
     cmdclass={"build_ext": BuildExtWithDemo},
 )

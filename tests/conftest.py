@@ -17,10 +17,32 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+import nixld
+from nixld._execve import c_core_unavailable
+
 settings.register_profile("nixld", deadline=None, max_examples=200)
 settings.load_profile("nixld")
 
-PROGRAMS = Path(__file__).parent / "programs"
+PROJECT = Path(__file__).resolve().parent.parent
+PROGRAMS = PROJECT / "tests" / "programs"
+
+# The tests are about the package as installed, with its compiled core and its demo. From the
+# project root, `python -m pytest` (like `python -m nixld`) would import the source tree instead.
+_why_not_installed = c_core_unavailable()
+if _why_not_installed:
+    pytest.exit(f"the tests imported nixld from {os.path.dirname(nixld.__file__)}, which is not "
+                f"built ({_why_not_installed}): install it (pip install '.[test]') and run `pytest`, "
+                "not `python -m pytest`", returncode=4)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_subprocesses_outside_the_checkout(tmp_path_factory):
+    """Every test, and every `python -m nixld` it starts, runs in a scratch directory: from the
+    project root, Python would import the source tree rather than the installed package."""
+    previous = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(previous)
 
 FOREIGN_INTERPRETER = "/nix/store/00000000000000000000000000000000-glibc-2.36/lib/ld-linux-x86-64.so.2"
 FOREIGN = f"-Wl,--dynamic-linker={FOREIGN_INTERPRETER}"

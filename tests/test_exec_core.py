@@ -14,14 +14,22 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 def run_python(code: str) -> str:
-    """Python started from the project root, where a checkout could shadow the installed package."""
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
+    """Python started as the tests start it: from their scratch directory (see conftest.py)."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return result.stdout
 
 
 def test_the_installed_package_execs_through_its_c_core():
     assert _execve.c_core_unavailable() is None
     assert run_python("from nixld._execve import c_core_unavailable; print(c_core_unavailable())") == "None\n"
+
+
+def test_the_tests_start_python_where_it_imports_the_installed_package_not_the_source_tree():
+    """From the project root, `python -m nixld` would import the checkout, which has no
+    compiled core and no demo; the tests run from a scratch directory instead."""
+    assert not Path.cwd().resolve().is_relative_to(PROJECT)
+    location = Path(run_python("import nixld; print(nixld.__file__)").strip()).parent
+    assert (location / "_demo" / "bin" / "hello-foreign").exists()
 
 
 def test_a_failed_exec_raises_oserror_and_leaves_the_signal_dispositions_as_they_were():

@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "_exec_core.h"
-
 /* CPython ignores these at start-up, and an ignored signal stays ignored across execve:
  * `yes | head` would then report EPIPE instead of dying quietly. */
 static const int python_ignored_signals[] = {SIGPIPE, SIGXFSZ};
@@ -28,6 +26,9 @@ static char **split_block(const char *block, size_t count)
     return vector;
 }
 
+/* execve(path, argv, env): the blocks hold argc and envc NUL-terminated strings. With
+ * default_signals, SIGPIPE and SIGXFSZ are reset to their default action first (and restored
+ * on failure). Returns only on failure: -1 with errno set. */
 int nixld_execve(const char *path, const char *argv_block, size_t argc,
                  const char *env_block, size_t envc, int default_signals)
 {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-# Python ignores these at start-up (see _exec_core.c); the C core resets them itself.
+# Python ignores these at start-up (see _exec.c); the C core resets them itself.
 _SIGNALS_PYTHON_IGNORES = ("SIGPIPE", "SIGXFSZ")
 
 
