@@ -20,7 +20,10 @@ command below is the wall time of a whole process, from posix_spawn to waitpid, 
   nixld*         python -m nixld inspect --json FILE..., run by lddtree's interpreter (its
                      pyelftools; PYTHONPATH names a directory holding only the nixld package)
                      Context, both: so that a slower Python build or another pyelftools release
-                     is not mistaken for nixld's doing or undoing. Only when the two differ.
+                     is not mistaken for nixld's doing or undoing. Only when the two are different
+                     interpreters, compared by what each reports of itself (the binary it runs and
+                     the directories it imports from), not by path: a venv's python and python3
+                     are one interpreter, a venv and its base Python are two.
   libtree        libtree -vv FILE...            one process for all files. -vv resolves every
                      library, the default-hidden ones (libc, libm...) included, and descends
                      into each library once per process: less work than nixld, which walks
@@ -32,6 +35,14 @@ and, in a fresh interpreter of the same venv, nixld in-process: the import of ni
 and of pyelftools (which nixld imports lazily), Inspector().inspect over all files (one ld.so
 --help query included), then as_json and json.dumps of the results, each timed apart, so that
 start-up and output can be told from the resolution itself.
+
+Before any timing, each command runs once and must show that it did its work, or it is not
+timed: its exit status is one a complete run gives (nixld 0, or 1 when a library is missing;
+lddtree 0, as its 1 also means a crash, a file it could not read or parse, a glob that matched
+nothing; libtree 0, or 28 when a library is missing; python 0), and its output resolves
+libc.so.6 for each file of a sample: up to 20 files, spread over the list, whose DT_NEEDED names
+libc.so.6 (read with pyelftools, not with nixld). A baseline that fails is left out of the table
+with one line saying why; nixld failing ends the benchmark.
 
 The runs are interleaved: each round runs every command once, in a shuffled order, so drift
 on a noisy machine falls on all alike; --warmup rounds are discarded. The children get
@@ -49,7 +60,8 @@ system calls; the split is the one to quote). Last, a sanity check on every file
 libraries nixld and lddtree resolve (real paths, the loader included) and the names each
 does not find; disagreements are listed, not failed on.
 
-Exit status: 0 when the bar is met, 1 when not, 2 when it cannot be judged (no lddtree).
+Exit status: 0 when the bar is met, 1 when not, 2 when it cannot be judged (no lddtree that
+did its work).
 
     python benchmarks/inspect.py [--runs N] [--warmup N] [--dir DIR] [--python PYTHON]
 
@@ -77,6 +89,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 BAR = 5.0
+SAMPLE = 20  # files whose trees must show libc.so.6 found, for a command to count as done
 INSTALL = {"lddtree": "apt-get install pax-utils", "libtree": "apt-get install libtree"}
 SANITY_SHOWN = 10
 
@@ -191,6 +204,27 @@ def child_profile(files: list[str]) -> None:
                "profile": text.getvalue()}, sys.stdout)
 
 
+def child_sample(files: list[str]) -> None:
+    """Up to SAMPLE files, spread over the list, whose DT_NEEDED names libc.so.6: read with
+    pyelftools, not with nixld, since the sample checks nixld's output too."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    sample = []
+    for path in files[::max(1, len(files) // SAMPLE)]:
+        try:
+            with open(path, "rb") as stream:
+                needed = [tag.needed for segment in ELFFile(stream).iter_segments()
+                          if segment["p_type"] == "PT_DYNAMIC" for tag in segment.iter_tags("DT_NEEDED")]
+        except (OSError, ELFError):
+            continue  # a file no tool can read says nothing about the tools
+        if "libc.so.6" in needed:
+            sample.append(path)
+            if len(sample) == SAMPLE:
+                break
+    json.dump(sample, sys.stdout)
+
+
 # --- the runner ------------------------------------------------------------------------------
 
 def elf_files(directory: str) -> list[str]:
@@ -215,6 +249,20 @@ def run_child(python: str, mode: str, files: list[str], env: dict[str, str]) -> 
     if result.returncode != 0:
         sys.exit(f"inspect.py: the {mode} child ({python}) failed:\n{result.stderr}")
     return json.loads(result.stdout)
+
+
+# What an interpreter is, as it reports it: two paths (python and python3 of one venv) may run the
+# same one, and one binary (a venv's and its base's) may import different packages.
+IDENTITY = ("import json, os, sys; print(json.dumps([os.path.realpath(sys.executable), sys.version,"
+            " [os.path.realpath(entry) for entry in sys.path]]))")
+
+
+def same_interpreter(one: str, other: str, env: dict[str, str]) -> bool:
+    """Whether two interpreter paths run the same binary, the same version, with the same
+    import path, in this environment."""
+    reports = [subprocess.run([python, "-c", IDENTITY], env=env, capture_output=True, text=True,
+                              check=True).stdout for python in (one, other)]
+    return json.loads(reports[0]) == json.loads(reports[1])
 
 
 def lddtree_interpreter(lddtree: str, env: dict[str, str]) -> tuple[list[str], str]:
@@ -257,7 +305,7 @@ def child_environment(loader: str, pycache: str) -> dict[str, str]:
     return env
 
 
-def spawn_time_ns(argv: list[str], env: dict[str, str], allowed: tuple[int, ...] | None) -> int:
+def spawn_time_ns(argv: list[str], env: dict[str, str], allowed: tuple[int, ...]) -> int:
     devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
     start = time.perf_counter_ns()
@@ -265,9 +313,50 @@ def spawn_time_ns(argv: list[str], env: dict[str, str], allowed: tuple[int, ...]
     _, status = os.waitpid(pid, 0)
     elapsed = time.perf_counter_ns() - start
     code = os.waitstatus_to_exitcode(status)
-    if code < 0 or (allowed is not None and code not in allowed):
+    if code not in allowed:
         sys.exit(f"inspect.py: {argv[0]} failed during the benchmark (exit status {code})")
     return elapsed
+
+
+def libc_found(form: str, text: str) -> set[str]:
+    """The files whose tree in `text` shows libc.so.6 found. `form`: "json" (nixld --json),
+    "tree" (lddtree's and nixld --tree's `NAME => PATH`) or "libtree" (`NAME [WHY]`)."""
+    if form == "json":
+        try:
+            documents = json.loads(text)
+        except ValueError:
+            return set()
+        documents = [documents] if isinstance(documents, dict) else documents  # one file: no list
+        return {document["path"] for document in documents
+                if any(lib["soname"] == "libc.so.6" and lib["path"] for lib in document.get("libraries", ()))}
+    found: set[str] = set()
+    path = None
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line[0] not in "│├└":  # a program's first line
+            head, separator, _ = line.rpartition(" (interpreter => ")
+            path = head if separator else line.rstrip()
+        elif path is not None:
+            entry = line.lstrip(" │├└─")
+            if entry.startswith("libc.so.6 => /" if form == "tree" else "libc.so.6 ["):
+                found.add(path)
+    return found
+
+
+def why_it_did_not_do_its_work(command: Command, result: subprocess.CompletedProcess,
+                               sample: list[str]) -> str | None:
+    """None when `command` exited as a complete run does and resolved libc.so.6 for every file
+    of the sample; otherwise what went wrong, in a few words."""
+    if result.returncode not in command.allowed:
+        ended = (f"was killed by signal {-result.returncode}" if result.returncode < 0
+                 else f"exited with {result.returncode}")
+        last = result.stderr.strip().splitlines()[-1:] or ["nothing on stderr"]
+        return f"it {ended}, not {' or '.join(map(str, command.allowed))}: {last[0][:200]}"
+    if command.form is not None:
+        missed = [path for path in sample if path not in libc_found(command.form, result.stdout)]
+        if missed:
+            return (f"its output does not show libc.so.6 found for {len(missed)} of the {len(sample)}"
+                    f" sampled files that need it (the first: {missed[0]})")
+    return None
 
 
 def parse_lddtree(text: str) -> dict[str, tuple[set[str], set[str]]]:
@@ -334,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     if args.child:
-        {"info": child_info, "inprocess": child_inprocess, "profile": child_profile}[args.child](
+        {"info": child_info, "inprocess": child_inprocess, "profile": child_profile,
+         "sample": child_sample}[args.child](
             *([rest] if args.child != "info" else []))
         return 0
     if rest:
@@ -364,11 +454,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class Command:
-    """One measured command: `allowed` exit statuses (None: any), `env` its own environment."""
+    """One measured command: `allowed` the exit statuses of a complete run, `env` its own
+    environment, `form` how its output shows the libraries found (see libc_found; None: no
+    output to check)."""
 
-    def __init__(self, key: str, label: str, argv: list[str], allowed: tuple[int, ...] | None,
-                 env: dict[str, str]) -> None:
+    def __init__(self, key: str, label: str, argv: list[str], allowed: tuple[int, ...],
+                 env: dict[str, str], form: str | None) -> None:
         self.key, self.label, self.argv, self.allowed, self.env = key, label, argv, allowed, env
+        self.form = form
 
 
 def nixld_only_path(workdir: str, info: dict) -> str:
@@ -384,9 +477,10 @@ def commands(python, nixld, files, env, info, workdir) -> tuple[list[Command], l
     """The measured commands for the tools found, and notes on what was chosen or is missing."""
     notes = []
     table = [
-        Command("nixld", "nixld inspect --json FILE...", [nixld, "inspect", "--json", *files], (0, 1), env),
+        Command("nixld", "nixld inspect --json FILE...", [nixld, "inspect", "--json", *files], (0, 1), env,
+                "json"),
         Command("nixld-tree", "nixld inspect --tree FILE...", [nixld, "inspect", "--tree", *files], (0, 1),
-                env),
+                env, "tree"),
     ]
     lddtree = shutil.which("lddtree", path=env.get("PATH"))
     if lddtree is None:
@@ -395,23 +489,30 @@ def commands(python, nixld, files, env, info, workdir) -> tuple[list[Command], l
         prefix, note = lddtree_interpreter(lddtree, env)
         notes.append(f"lddtree: {lddtree}, {note}")
         if prefix:
-            table.append(Command("lddtree", "lddtree FILE...", [*prefix, *files], (0, 1), env))
-        if len(prefix) == 2 and prefix[0] != python:  # a Python lddtree, another interpreter
+            table.append(Command("lddtree", "lddtree FILE...", [*prefix, *files], (0,), env, "tree"))
+        if len(prefix) == 2 and same_interpreter(prefix[0], python, env):
+            notes.append(f"lddtree*, nixld*: not measured, lddtree already runs on nixld's interpreter"
+                         f" ({prefix[0]} and {python} are one)")
+        elif len(prefix) == 2:  # a Python lddtree, another interpreter
             table.append(Command("lddtree*", "lddtree FILE..., nixld's Python & pyelftools",
-                                 [python, lddtree, *files], (0, 1), env))
+                                 [python, lddtree, *files], (0,), env, "tree"))
             other = {**env, "PYTHONPATH": nixld_only_path(workdir, info)}
             table.append(Command("nixld*", "nixld --json FILE..., lddtree's Python & pyelftools",
-                                 [prefix[0], "-m", "nixld", "inspect", "--json", *files], (0, 1), other))
+                                 [prefix[0], "-m", "nixld", "inspect", "--json", *files], (0, 1), other,
+                                 "json"))
     libtree = shutil.which("libtree", path=env.get("PATH"))
     if libtree is None:
         notes.append(f"libtree: not found; install it with `{INSTALL['libtree']}` (Debian, Ubuntu)")
     else:
         version = subprocess.run([libtree, "--version"], capture_output=True, text=True).stdout.strip()
-        notes.append(f"libtree: {libtree} {version}; its exit status is not checked (non-zero when a"
-                     " library is not found)")
-        table.append(Command("libtree", "libtree -vv FILE...", [libtree, "-vv", *files], None, env))
-        table.append(Command("libtree-vvv", "libtree -vvv FILE...", [libtree, "-vvv", *files], None, env))
-    table.append(Command("python", "python -c pass, nixld's Python", [python, "-c", "pass"], (0,), env))
+        notes.append(f"libtree: {libtree} {version}")
+        # 28 is libtree's ERR_DEPENDENCY_NOT_FOUND, given after every file has been shown.
+        table.append(Command("libtree", "libtree -vv FILE...", [libtree, "-vv", *files], (0, 28), env,
+                             "libtree"))
+        table.append(Command("libtree-vvv", "libtree -vvv FILE...", [libtree, "-vvv", *files], (0, 28), env,
+                             "libtree"))
+    table.append(Command("python", "python -c pass, nixld's Python", [python, "-c", "pass"], (0,), env,
+                         None))
     return table, notes
 
 
@@ -426,18 +527,24 @@ def benchmark(args, python, nixld, files, env, info, workdir) -> int:
     table, notes = commands(python, nixld, files, env, info, workdir)
     print("\n".join(notes))
 
-    # One untimed run of each, output kept: a benchmark of a failing command measures nothing.
+    # One untimed run of each, output kept: timing a command that did not do its work (a crash,
+    # an interpreter without pyelftools) would measure nothing and call it fast.
+    sample = run_child(python, "sample", files, env)
+    if not sample:
+        sys.exit(f"inspect.py: no file among the {len(files)} names libc.so.6 in its DT_NEEDED: nothing"
+                 " to check that the tools did their work with")
+    print(f"work check: exit status, and libc.so.6 found for {len(sample)} sampled files that need it")
     outputs = {}
     for command in table[:]:
         result = subprocess.run(command.argv, env=command.env, capture_output=True, text=True)
-        if command.allowed is not None and result.returncode not in command.allowed:
-            if command.key == "nixld*":  # context only: say so and go on
-                print(f"nixld*: left out, {command.argv[0]} cannot run nixld this way:"
-                      f" {result.stderr.strip().splitlines()[-1:]}")
-                table.remove(command)
-                continue
-            sys.exit(f"inspect.py: {command.label} exited with {result.returncode}:\n{result.stderr[-2000:]}")
-        outputs[command.key] = result.stdout
+        why = why_it_did_not_do_its_work(command, result, sample)
+        if why is None:
+            outputs[command.key] = result.stdout
+        elif command.key in ("nixld", "nixld-tree", "python"):
+            sys.exit(f"inspect.py: {command.label}: {why}\n{result.stderr[-2000:]}")
+        else:  # a baseline or context: say so, and leave it out of the timing
+            print(f"{command.key}: left out, not timed: {why}")
+            table.remove(command)
     inprocess_argv = [python, os.path.abspath(__file__), "--child", "inprocess", *files]
 
     print(f"{args.runs} interleaved rounds (+{args.warmup} discarded), each command once per round in a"
@@ -492,10 +599,13 @@ def benchmark(args, python, nixld, files, env, info, workdir) -> int:
             print(f"lddtree / nixld*           {medians['lddtree'] / medians['nixld*']:6.2f}x   both on"
                   " lddtree's Python and pyelftools")
     else:
-        print("lddtree / nixld: not measured (no usable lddtree); the bar cannot be judged")
+        print("lddtree / nixld: not measured (no lddtree that did its work); the bar cannot be judged")
     if "libtree" in medians:
-        print(f"nixld --json / libtree -vv {medians['nixld'] / medians['libtree']:6.1f}x   (slower; / libtree"
-              f" -vvv: {medians['nixld'] / medians['libtree-vvv']:.1f}x)")
+        vvv = (f"; / libtree -vvv: {medians['nixld'] / medians['libtree-vvv']:.1f}x"
+               if "libtree-vvv" in medians else "")
+        print(f"nixld --json / libtree -vv {medians['nixld'] / medians['libtree']:6.1f}x   (slower{vvv})")
+    elif "libtree-vvv" in medians:
+        print(f"nixld --json / libtree -vvv {medians['nixld'] / medians['libtree-vvv']:5.1f}x   (slower)")
     print()
 
     profile = run_child(python, "profile", files, env)
