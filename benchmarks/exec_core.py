@@ -1,11 +1,11 @@
 """Does nixld's C exec core earn its place? The time from the exec call to the new main().
 
-nixld execs through `nixld._execve.execve(path, argv, env_pairs)`: Python joins argv and the
+nixld execs through `nixld._execve.execve(path, argv, env_entries)`: Python joins argv and the
 environment into NUL-separated blocks and a small C function (cffi, imported on that first
 call) resets SIGPIPE and SIGXFSZ, which CPython ignores, splits the blocks into the pointer
 arrays execve(2) wants and calls it. Without the compiled core, nixld falls back to
 `import signal`, resetting the same two signals, and `os.execve(path, list(argv),
-dict(env_pairs))`. This measures both, from "just before the call in Python" to "first
+dict(entry.split(b"=", 1) ...))`. This measures both, from "just before the call in Python" to "first
 statement of main() in the new program", with environments of 50, 500 and 5,000 variables
 (each `NIXLD_BENCH_nnnnn=` and 40 characters; `--sizes` to change).
 
@@ -17,10 +17,10 @@ clock_gettime(CLOCK_MONOTONIC), the same clock, first thing in main(). (A fresh 
 fork of a long-lived one: in a forked child every first write to memory is a copy-on-write
 fault, which inflates whatever touches more memory before the exec.) Variants:
 
-  C core        nixld._execve.execve(STAMP, argv, pairs): the C core's import included
-  os fallback   nixld._execve._execve_with_os(STAMP, argv, pairs): what nixld does without
+  C core        nixld._execve.execve(STAMP, argv, entries): the C core's import included
+  os fallback   nixld._execve._execve_with_os(STAMP, argv, entries): what nixld does without
                     the C core, `import signal` included
-  os.execve     os.execve(STAMP, list(argv), dict(pairs)): for reference; it leaves SIGPIPE
+  os.execve     os.execve(STAMP, list(argv), os.environb): for reference; it leaves SIGPIPE
                     ignored in the program, which nixld must not do
                     STAMP is linked statically: no loader work is measured in these three.
   exec_foreign  nixld.exec_foreign(FOREIGN_STAMP)
@@ -28,8 +28,8 @@ fault, which inflates whatever touches more memory before the exec.) Variants:
   planned       nixld._execve.execve(plan.executable, plan.argv, plan.env), the plan made
                     before the clock starts; informational: the same loader work, no planning.
 
-`pairs` is tuple(os.environb.items()), what a launch plan holds, so each variant pays for its
-own conversion. Rounds are interleaved (every size and variant once per round, in a shuffled
+`entries` is the environment block as a launch plan holds it (NAME=value entries), so each
+variant pays for its own conversion. Rounds are interleaved (every size and variant once per round, in a shuffled
 order), so drift on a noisy machine falls on all alike; a few warm-up rounds are discarded.
 
 Reading the output: medians in µs with the 25th and 75th percentiles. The verdict compares
@@ -38,8 +38,8 @@ resampled, which keeps each round's pair together) decides it. Entirely below 1:
 faster; entirely above: slower; containing 1: equal within the noise. The difference is also
 set against the interquartile ranges, to show its size next to the noise; for scale, a whole
 `nixld run` takes some 15-20 ms here (benchmarks/launch.py).
-The Python-side preparation alone is timed in-process too (building the two blocks; dict(pairs)
-for os.execve). os.execve's own conversion of the dict happens in C inside the call and cannot
+The Python-side preparation alone is timed in-process too (building the two blocks; the dict
+the os fallback builds from the entries). os.execve's own conversion of the dict happens in C inside the call and cannot
 be timed apart from the exec, so the end-to-end numbers are the comparison that counts.
 Last, for scale, what importing the core (nixld._exec and _cffi_backend) costs, from
 -X importtime; it is inside the C core's numbers above.
@@ -73,7 +73,7 @@ def child(variant: str, stamp_file: str, static_stamp: str, foreign_stamp: str) 
         sys.exit("exec_core.py: nixld's C core (nixld._exec) is not built in this environment")
     static = os.fsencode(static_stamp)
     argv = (static,)
-    pairs = tuple(os.environb.items())
+    entries = tuple(name + b"=" + value for name, value in os.environb.items())
     if variant == "planned":
         plan = nixld.plan_launch(foreign_stamp)
     fd = os.open(stamp_file, os.O_RDWR)
@@ -82,13 +82,13 @@ def child(variant: str, stamp_file: str, static_stamp: str, foreign_stamp: str) 
     now = time.monotonic_ns
     if variant == "C core":
         store(shared, 0, now())
-        _execve.execve(static, argv, pairs)
+        _execve.execve(static, argv, entries)
     elif variant == "os fallback":
         store(shared, 0, now())
-        _execve._execve_with_os(static, argv, pairs)
+        _execve._execve_with_os(static, argv, entries)
     elif variant == "os.execve":
         store(shared, 0, now())
-        os.execve(static, list(argv), dict(pairs))
+        os.execve(static, list(argv), os.environb)
     elif variant == "exec_foreign":
         store(shared, 0, now())
         nixld.exec_foreign(foreign_stamp)
@@ -130,22 +130,23 @@ def compile_stamps(directory: str) -> tuple[str, str]:
 
 
 def preparation_us(size: int) -> tuple[float, float]:
-    """In-process µs of the Python-side preparation: the C core's two blocks, and dict(pairs)."""
+    """In-process µs of the Python-side preparation: the C core's two blocks, and the os
+    fallback's dict."""
     import statistics
     import timeit
 
     from nixld import _execve
 
     argv = (b"/bin/stamp",)
-    pairs = tuple((f"NIXLD_BENCH_{n:05d}".encode(), VALUE.encode()) for n in range(size))
+    entries = tuple(f"NIXLD_BENCH_{n:05d}={VALUE}".encode() for n in range(size))
 
     def blocks():
         _execve._block(argv, "argument")
-        _execve._block(list(map(b"=".join, pairs)), "environment variable")
+        _execve._block(entries, "environment variable")
 
     def os_dict():
         list(argv)
-        dict(pairs)
+        dict(entry.split(b"=", 1) for entry in entries if b"=" in entry)
 
     results = []
     for function in (blocks, os_dict):
@@ -231,7 +232,7 @@ def report(size: int, rounds: list[list[int]]) -> str:
           f" [{low:.3f}, {high:.3f}] ({why}); IQRs {spreads[0]:.0f} and {spreads[1]:.0f} µs")
     blocks, os_dict = preparation_us(size)
     print(f"    Python-side preparation alone, in-process: the C core's two blocks {blocks:.1f} µs,"
-          f" os.execve's dict(pairs) {os_dict:.1f} µs (plus its own conversion inside the call)")
+          f" the os fallback's dict {os_dict:.1f} µs (plus its own conversion inside the call)")
     print(f"    planning and exec_plan's own work (exec_foreign - planned): {medians[3] - medians[4]:.0f} µs")
     print()
     return verdict.replace(" than the os fallback", "").replace(" to the os fallback", "")

@@ -23,17 +23,17 @@ def c_core_unavailable() -> str | None:
     return None
 
 
-def execve(path: bytes, argv: Sequence[bytes], env: Sequence[tuple[bytes, bytes]]) -> None:
-    """Replace this process with `path`, given `argv` and `env`, with SIGPIPE and SIGXFSZ
-    back at their default action.
+def execve(path: bytes, argv: Sequence[bytes], env: Sequence[bytes]) -> None:
+    """Replace this process with `path`, given `argv` and the environment entries `env`
+    (NAME=value), with SIGPIPE and SIGXFSZ back at their default action.
 
     Returns only by raising OSError (the process is left as it was), or ValueError for a NUL
-    byte inside the path, an argument or a variable.
+    byte inside the path, an argument or an entry.
     """
     if b"\0" in path:
         raise ValueError("embedded null byte in the program path")
     argv_block = _block(argv, "argument")
-    env_block = _block(list(map(b"=".join, env)), "environment variable")
+    env_block = _block(env, "environment variable")
     try:
         from nixld._exec import ffi, lib
     except ImportError:
@@ -42,7 +42,7 @@ def execve(path: bytes, argv: Sequence[bytes], env: Sequence[tuple[bytes, bytes]
     raise OSError(ffi.errno, os.strerror(ffi.errno), os.fsdecode(path))
 
 
-def _execve_with_os(path: bytes, argv: Sequence[bytes], env) -> None:
+def _execve_with_os(path: bytes, argv: Sequence[bytes], env: Sequence[bytes]) -> None:
     import signal  # start-up time: the stdlib module builds enums; only this fallback needs it
 
     previous = {}
@@ -51,7 +51,9 @@ def _execve_with_os(path: bytes, argv: Sequence[bytes], env) -> None:
         if number is not None:
             previous[number] = signal.signal(number, signal.SIG_DFL)
     try:
-        os.execve(path, list(argv), dict(env))
+        # os.execve takes a mapping: of a name given twice only the last entry survives, and
+        # entries without "=" are lost; the C core passes the block as it is.
+        os.execve(path, list(argv), dict(entry.split(b"=", 1) for entry in env if b"=" in entry))
     finally:  # reached only when the exec failed
         for number, handler in previous.items():
             signal.signal(number, handler)

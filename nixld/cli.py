@@ -6,11 +6,12 @@ starts within a millisecond or two of the interpreter; other commands may use ar
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
 from nixld import __version__
-from nixld.errors import NixLdError, UsageError
+from nixld.errors import NixLdError, OutputError, UsageError
 
 USAGE = """\
 usage: nixld [--version] [--help] COMMAND [ARG]...
@@ -41,13 +42,19 @@ options:
   --dry-run                   print the launch plan as JSON and run nothing
 
 environment:
-  NIX_LD, NIX_LD_<system>     the real loader, e.g. NIX_LD_x86_64_linux
+  NIX_LD, NIX_LD_<system>     the real loader, e.g. NIX_LD_x86_64_linux; unset, nix-ld's
+                              default /run/current-system/sw/share/nix-ld/lib/ld.so, then
+                              PROGRAM's own interpreter if it exists
   NIX_LD_LIBRARY_PATH[_<system>]
                               library directories, separated by ':' or ','
   NIX_LD_LOG                  error, warn (default), info, debug or trace
 
+On NixOS, nixld needs a loader to hand over to: enable nix-ld (programs.nix-ld.enable = true,
+which sets NIX_LD and NIX_LD_LIBRARY_PATH), or set NIX_LD to your glibc's ld.so, e.g.
+  export NIX_LD=$(cat "$(nix eval --raw nixpkgs#stdenv.cc)/nix-support/dynamic-linker")
+
 exit status: the program's own; 127 when PROGRAM is not found, 126 when it cannot be
-executed, 2 for a usage error.
+executed, 2 for a usage error, 1 when --dry-run's plan could not be written.
 """
 
 
@@ -59,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("no command given")
         command, rest = args[0], args[1:]
         if command in ("-h", "--help"):
-            sys.stdout.write(USAGE)
+            write_output(USAGE)
             return 0
         if command in ("-V", "--version"):
-            print(f"nixld {__version__}")
+            write_output(f"nixld {__version__}\n")
             return 0
         if command == "run":
             return _run(rest)
@@ -73,21 +80,108 @@ def main(argv: list[str] | None = None) -> int:
 
             return demo(rest)
         raise UsageError(f"unknown command {command!r} (commands: run, inspect, demo)")
+    except _ReaderGone:
+        return _READER_GONE_STATUS
     except UsageError as error:
         topic = f"nixld {args[0]} --help" if args[:1] in (["run"], ["inspect"]) else "nixld --help"
-        sys.stderr.write(f"nixld: {error.message}; see '{topic}'\n")
+        write_error(f"{error.message}; see '{topic}'")
         return error.exit_status
     except NixLdError as error:
-        sys.stderr.write(f"nixld: {error.message}\n")
+        write_error(error.message)
         return error.exit_status
     except KeyboardInterrupt:
         return 130
+    finally:
+        # The demo's launch report may have left lines that a failing stderr refused.
+        _settle_stderr()
+
+
+# What a shell shows for a program that SIGPIPE killed (128 + 13, SIGPIPE's number on every
+# Linux architecture): how `nixld inspect | head` ends, as `ls | head` does. main() returns it
+# rather than dying of the signal: main() is also called in-process (by tests, by Python code),
+# where the signal would kill the caller, and the `nixld` console script is only
+# `sys.exit(main())`, so no code of nixld's runs only as a command. `$?` and `set -o pipefail`
+# show 141 either way; only a parent that asks waitpid() how its child ended can tell the two
+# apart (subprocess: returncode 141 rather than -13).
+_READER_GONE_STATUS = 128 + 13
+
+
+class _ReaderGone(Exception):
+    """stdout is a pipe whose reader has left: the end of the output, not an error to report."""
+
+
+def write_output(text: str) -> None:
+    """Write `text` to stdout now; raises OutputError when it cannot be written, _ReaderGone
+    when nobody reads it any more."""
+    stream = sys.stdout
+    if stream is None:  # how Python shows a descriptor 1 that was closed when it started
+        raise OutputError("cannot write the output: standard output is closed")
+    try:
+        buffer = getattr(stream, "buffer", None)
+        if buffer is None:  # text only, as with a caller's redirect_stdout(io.StringIO())
+            stream.write(text)
+            stream.flush()
+            return
+        stream.flush()  # what others wrote through the text layer goes first
+        data = memoryview(text.encode(stream.encoding, stream.errors))
+        while data:
+            # Unbuffered (python -u, PYTHONUNBUFFERED), the buffer is the file itself, which may
+            # take only part: a pipe whose reader has just left takes what fitted and fails on
+            # the next write. stream.write would drop the rest without a word.
+            written = buffer.write(data)
+            if written is None:  # non-blocking, and full
+                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+            data = data[written:]
+        # Now rather than at exit, where a failure is only "Exception ignored" and status 120.
+        buffer.flush()
+    except OSError as error:
+        _discard_output(stream)
+        if isinstance(error, BrokenPipeError):
+            raise _ReaderGone from error
+        raise OutputError(f"cannot write the output: {error.strerror or error}") from error
+
+
+def write_error(message: str) -> None:
+    """Write `nixld: message` to stderr. A closed or failing stderr loses the message and
+    nothing more: the exit status still tells what went wrong."""
+    try:
+        if sys.stderr is not None:  # None: fd 2 was closed when Python started
+            sys.stderr.write(f"nixld: {message}\n")
+    except (OSError, ValueError):  # ValueError: a stream closed by its owner, in this process
+        pass
+    _settle_stderr()
+
+
+def _settle_stderr() -> None:
+    """Flush stderr now, or send it to /dev/null if it fails: Python flushes it again at exit,
+    and a failure there makes the exit status 120, whatever main() returned."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        _discard_output(stream)
+
+
+def _discard_output(stream) -> None:
+    """Point the stream's descriptor at /dev/null, as the Python docs advise after EPIPE:
+    Python flushes the stream again at exit, and a second failure there would print
+    "Exception ignored ..." and make the exit status 120."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # no descriptor behind it (a test's stand-in), or none left
+        pass
 
 
 def _run(args: list[str]) -> int:
     options = _parse_run(args)
     if options is None:
-        sys.stdout.write(RUN_HELP)
+        write_output(RUN_HELP)
         return 0
     libs, ld, argv0, dry_run, command = options
     from nixld.loader import exec_plan, initial_environment, plan_command
@@ -156,16 +250,19 @@ def _option_value(args: list[str], index: int) -> tuple[str, str, int]:
     return name, value, index
 
 
-def _print_plan(plan, caller: dict[bytes, bytes]) -> None:
-    """The plan as one JSON object; the environment as its changes from `caller`'s."""
+def _print_plan(plan, caller: tuple[bytes, ...]) -> None:
+    """The plan as one JSON object; the environment as its changes from `caller`'s block, as
+    getenv() would see them."""
     import json  # start-up time: only --dry-run prints JSON
 
     def text(value: bytes) -> str:
         return os.fsdecode(value)
 
-    after = dict(plan.env)
-    changes = {text(name): text(value) for name, value in after.items() if caller.get(name) != value}
-    changes.update({text(name): None for name in caller.keys() if name not in after})
+    from nixld.loader import environment_lookup
+
+    before, after = environment_lookup(caller), environment_lookup(plan.env)
+    changes = {text(name): text(value) for name, value in after.items() if before.get(name) != value}
+    changes.update({text(name): None for name in before if name not in after})
     document = {
         "program": text(plan.program),
         "mode": plan.mode,
@@ -179,7 +276,7 @@ def _print_plan(plan, caller: dict[bytes, bytes]) -> None:
         "log_level": plan.log_level,
         "decisions": [{"level": level, "message": message} for level, message in plan.decisions],
     }
-    print(json.dumps(document, indent=2))
+    write_output(json.dumps(document, indent=2) + "\n")
 
 
 def _inspect(args: list[str]) -> int:
@@ -189,13 +286,16 @@ def _inspect(args: list[str]) -> int:
         def error(self, message):  # one line, nixld's usage status
             raise UsageError(f"inspect: {message}")
 
+        def print_help(self, file=None):  # argparse drops write errors, or falls back to stderr
+            write_output(self.format_help())
+
     parser = Parser(
         prog="nixld inspect",
         description="Show what each PROGRAM needs and where each library resolves, as the "
                     "loader would resolve it under `nixld run`, without running PROGRAM.",
-        epilog="exit status: 0 when every library resolves, 1 when one is missing, 127 when a "
-               "PROGRAM is not found, 126 when it is not an ELF file that can be read, 2 for a "
-               "usage error.",
+        epilog="exit status: 0 when every library resolves, 1 when one is missing or the output "
+               "could not be written, 127 when a PROGRAM is not found, 126 when it is not an ELF "
+               "file that can be read, 2 for a usage error.",
     )
     parser.add_argument("programs", metavar="PROGRAM", nargs="+", help="a program or shared library")
     parser.add_argument("-L", "--library-path", dest="libs", metavar="DIR", action="append", default=[],
@@ -209,16 +309,16 @@ def _inspect(args: list[str]) -> int:
         raise UsageError("inspect: --ld and -L need a non-empty value")
 
     from nixld import inspect
-    from nixld.loader import initial_environment
+    from nixld.loader import environment_lookup, initial_environment
 
-    env = initial_environment()
+    env = environment_lookup(initial_environment())
     documents, status = [], 0
     for program in options.programs:
         try:
             inspection = inspect(os.fsencode(program), [os.fsencode(d) for d in options.libs],
                                  env=env, ld=None if options.ld is None else os.fsencode(options.ld))
         except NixLdError as error:
-            sys.stderr.write(f"nixld: {error.message}\n")
+            write_error(error.message)
             status = max(status, error.exit_status)
             documents.append({"path": program, "error": error.message, "exit_status": error.exit_status})
             continue
@@ -226,11 +326,11 @@ def _inspect(args: list[str]) -> int:
         if options.json:
             documents.append(inspection.as_json())
         else:
-            sys.stdout.write(_tree(inspection) if options.tree else _report(inspection))
+            write_output(_tree(inspection) if options.tree else _report(inspection))
     if options.json:
         import json  # start-up time: only --json prints JSON
 
-        print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
+        write_output(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2) + "\n")
     return status
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from nixld import config, elf
+from nixld.cli import write_output
 from nixld.errors import NixLdError, UsageError, display
 from nixld.loader import run_foreign
 
@@ -50,7 +51,9 @@ def demo(args: list[str]) -> int:
              f"programs.nix-ld would\n$ export NIX_LD={shlex.quote(display(loader))}")
     _say(f"$ nixld run -L {shlex.quote(display(LIBRARY_DIR))} {shown} one two")
     completed = run_foreign(PROGRAM, [LIBRARY_DIR], argv=[PROGRAM, b"one", b"two"], env=env)
-    return completed.returncode
+    # It writes to nixld's stdout, so under `nixld demo | head` SIGPIPE may kill it rather
+    # than nixld; its end is then told as a shell tells it, 128 + the signal.
+    return completed.returncode if completed.returncode >= 0 else 128 - completed.returncode
 
 
 def _own_loader() -> bytes:
@@ -64,4 +67,4 @@ def _own_loader() -> bytes:
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    write_output(text + "\n")  # now: the programs run next write to the same stdout

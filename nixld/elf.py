@@ -17,8 +17,15 @@ ET_DYN = 3
 # What to call an ELF file of each e_type in a message.
 TYPE_NAMES = {0: "an ELF file of no type", 1: "an ELF relocatable object", 2: "an ELF executable",
               3: "an ELF shared object", 4: "an ELF core dump"}
+PT_LOAD = 1
 PT_DYNAMIC = 2
 PT_INTERP = 3
+PF_X = 1
+PF_W = 2
+PF_R = 4
+DT_NULL = 0
+DT_FLAGS_1 = 0x6FFFFFFB
+DF_1_PIE = 0x08000000
 
 EM_386 = 3
 EM_PPC = 20
@@ -66,6 +73,8 @@ _HOST_ABIS = {
 _MAX_PROGRAM_HEADERS_BYTES = 65536
 # The kernel refuses an interpreter path longer than PATH_MAX.
 _PATH_MAX = 4096
+# Of a dynamic table, as much as holds DT_FLAGS_1 in any real file (256 entries of 64 bits).
+_DYNAMIC_READ_LIMIT = 4096
 
 _LAYOUTS = {
     # class: (header format after e_ident, header size, program header format, its size)
@@ -86,13 +95,21 @@ class NotElf(ElfError):
         self.head = head
 
 
+class Segment(namedtuple("Segment", "offset file_size memory_size flags")):
+    """A PT_LOAD program header: the part of the file it maps, its size in memory, its PF_ flags."""
+
+    __slots__ = ()
+
+
 class ElfHeader(
     namedtuple(
         "ElfHeader",
-        "elf_class little_endian machine type entry interpreter has_dynamic",
+        "elf_class little_endian machine type entry interpreter dynamic loads",
     )
 ):
-    """What the launch needs to know of an ELF file (class is 32 or 64; interpreter is bytes or None)."""
+    """What the launch needs to know of an ELF file (class is 32 or 64; interpreter is bytes or
+    None; dynamic the (offset, size) of PT_DYNAMIC or None; loads the PT_LOAD segments, in file
+    order)."""
 
     __slots__ = ()
 
@@ -152,6 +169,7 @@ def read_header(path: bytes) -> ElfHeader:
 
 def read_header_from(fd: int) -> ElfHeader:
     """Like read_header, from an open file descriptor (read with pread: its offset is untouched)."""
+    file_size = os.fstat(fd).st_size
     head = os.pread(fd, 64, 0)
     if head[:4] != ELF_MAGIC:
         raise NotElf(head)
@@ -171,9 +189,7 @@ def read_header_from(fd: int) -> ElfHeader:
      e_phentsize, e_phnum, _shentsize, _shnum, _shstrndx) = struct.unpack_from(
         order + header_format, head, 16)
 
-    if e_phnum == 0:
-        raise ElfError("corrupt ELF header (no program headers)")
-    if e_phentsize != phdr_size:
+    if e_phnum and e_phentsize != phdr_size:
         raise ElfError(f"corrupt ELF header (program header size {e_phentsize}, expected {phdr_size})")
     table_size = e_phnum * phdr_size
     if table_size > _MAX_PROGRAM_HEADERS_BYTES:
@@ -183,23 +199,72 @@ def read_header_from(fd: int) -> ElfHeader:
         raise ElfError("truncated ELF file (it ends inside the program headers)")
 
     interpreter = None
-    has_dynamic = False
+    dynamic = None
+    loads = []
     phdr = struct.Struct(order + phdr_format)
     for fields in phdr.iter_unpack(table):
         p_type = fields[0]
-        if p_type == PT_DYNAMIC:
-            has_dynamic = True
+        if elf_class == 64:
+            p_flags, p_offset, p_filesz, p_memsz = fields[1], fields[2], fields[5], fields[6]
+        else:
+            p_offset, p_filesz, p_memsz, p_flags = fields[1], fields[4], fields[5], fields[6]
+        if p_type == PT_LOAD:
+            loads.append(Segment(p_offset, p_filesz, p_memsz, p_flags))
+        elif p_type == PT_DYNAMIC and dynamic is None:
+            dynamic = (p_offset, p_filesz)
         elif p_type == PT_INTERP and interpreter is None:
-            if elf_class == 64:
-                offset, size = fields[2], fields[5]
-            else:
-                offset, size = fields[1], fields[4]
-            interpreter = _read_interpreter(fd, offset, size)
-    return ElfHeader(elf_class, little_endian, e_machine, e_type, e_entry, interpreter, has_dynamic)
+            interpreter = read_interpreter(fd, p_offset, p_filesz)
+    check_loads(e_type, loads, file_size)
+    return ElfHeader(elf_class, little_endian, e_machine, e_type, e_entry, interpreter, dynamic,
+                     tuple(loads))
 
 
-def _read_interpreter(fd: int, offset: int, size: int) -> bytes:
-    # The same bounds the kernel enforces before it trusts PT_INTERP.
+def dynamic_flags_1(fd: int, header: ElfHeader) -> int:
+    """The DT_FLAGS_1 value of the file's dynamic table (0 when it has none), from its first
+    _DYNAMIC_READ_LIMIT bytes: what tells a static-pie program (DF_1_PIE) from a loader."""
+    if header.dynamic is None:
+        return 0
+    offset, size = header.dynamic
+    entry = struct.Struct(("<" if header.little_endian else ">") + ("qQ" if header.elf_class == 64 else "iI"))
+    table = os.pread(fd, min(size, _DYNAMIC_READ_LIMIT) // entry.size * entry.size, offset)
+    for tag, value in entry.iter_unpack(table):
+        if tag == DT_NULL:
+            break
+        if tag == DT_FLAGS_1:
+            return value
+    return 0
+
+
+def check_loads(e_type: int, loads, file_size: int) -> None:
+    """Raise ElfError when a program or shared object cannot be mapped: with no PT_LOAD the
+    kernel maps nothing and jumps into the void (SIGSEGV); a segment that ends past the end of
+    the file, or holds more file than memory, dies by SIGBUS or is refused by the loader.
+    Other types are left to the callers, who refuse them by name."""
+    if e_type not in (ET_EXEC, ET_DYN):
+        return
+    if not loads:
+        raise ElfError("corrupt ELF file (no loadable segment)")
+    for segment in loads:
+        if segment.file_size > segment.memory_size:
+            raise ElfError("corrupt ELF program header (a loadable segment has more bytes in the "
+                           "file than in memory)")
+        if segment.offset + segment.file_size > file_size:
+            raise ElfError("truncated ELF file (a loadable segment ends past the end of the file)")
+
+
+def constant_data(loads) -> list[tuple[int, int]]:
+    """(offset, size) of the parts of the file where the linker puts read-only data, string
+    constants included: the loaded segments that are neither writable nor executable
+    (`-z separate-code`, lld, Go), or, when there is none, the executable ones that hold
+    read-only data together with the code (`-z noseparate-code`)."""
+    read_only = [s for s in loads if not s.flags & PF_W]
+    data = [s for s in read_only if not s.flags & PF_X] or read_only
+    return [(s.offset, s.file_size) for s in data if s.file_size]
+
+
+def read_interpreter(fd: int, offset: int, size: int) -> bytes:
+    """The PT_INTERP path at (offset, size) of the file, within the bounds the kernel enforces
+    before it trusts one; raises ElfError."""
     if size < 2 or size > _PATH_MAX:
         raise ElfError(f"corrupt ELF program header (interpreter path of {size} bytes)")
     data = os.pread(fd, size, offset)

@@ -19,6 +19,10 @@ class UsageError(NixLdError):
     exit_status = 2
 
 
+class OutputError(NixLdError):
+    """nixld's own output could not be written: stdout is closed, full or not writable."""
+
+
 class LaunchError(NixLdError):
     """The program cannot be launched; raised before anything is executed."""
 

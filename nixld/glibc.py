@@ -144,25 +144,50 @@ def _lib_expansion(system_dirs: list[bytes]) -> bytes:
 
 
 class LdCache:
-    """A parsed ld.so.cache (the format glibc writes since 2.32): soname to candidates."""
+    """A parsed ld.so.cache (the format glibc writes since 2.32): soname to candidates.
+    `damage` says what is wrong with a cache that is still usable in part, as glibc uses it."""
 
-    def __init__(self, entries: dict[bytes, list[tuple[int, bytes | None, bytes]]]) -> None:
+    def __init__(self, entries: dict[bytes, list[tuple[int, bytes | None, bytes]]],
+                 damage: str | None = None) -> None:
         self._entries = entries
+        self.damage = damage
 
     @classmethod
     def read(cls, path: bytes) -> LdCache:
-        """Parse the cache at `path`; raises OSError, or ValueError for another format."""
+        """Parse the cache at `path`; raises OSError, or ValueError for another format or a
+        truncated or corrupt file (which glibc ignores, as its callers should)."""
         with open(path, "rb") as stream:
-            data = stream.read()
+            return cls._from_bytes(stream.read())
+
+    @classmethod
+    def _from_bytes(cls, data: bytes) -> LdCache:
         if not data.startswith(_CACHE_MAGIC):
             raise ValueError("not a glibc-ld.so.cache1.1 file")
-        _magic, count, _strings_size, _flags, extension = _CACHE_HEADER.unpack_from(data, 0)
+        try:
+            return cls._parse(data)
+        except struct.error:
+            raise ValueError("truncated or corrupt (a part of it lies outside the file)") from None
+
+    @classmethod
+    def _parse(cls, data: bytes) -> LdCache:
+        _magic, count, strings_size, _flags, extension = _CACHE_HEADER.unpack_from(data, 0)
+        # As glibc: a cache whose table of entries does not fit is not used at all; within
+        # one that does, an entry whose name or path starts outside the file is skipped.
+        entries_end = _CACHE_HEADER.size + count * _CACHE_ENTRY.size
+        if entries_end > len(data):
+            raise ValueError(f"truncated (it ends inside its table of {count} entries)")
+        damage = None
+        if entries_end + strings_size > len(data):
+            damage = ("truncated (it ends inside its string table); the entries that point past "
+                      "its end are ignored, as glibc ignores them")
         hwcap_names = _hwcap_names(data, extension)
         entries: dict[bytes, list[tuple[int, bytes | None, bytes]]] = {}
         offset = _CACHE_HEADER.size
         for _ in range(count):
             flags, key, value, _osversion, hwcap = _CACHE_ENTRY.unpack_from(data, offset)
             offset += _CACHE_ENTRY.size
+            if key >= len(data) or value >= len(data):
+                continue
             if hwcap & _HWCAP_EXTENSION:
                 index = hwcap & 0xFFFFFFFF
                 subdir = hwcap_names[index] if index < len(hwcap_names) else b"?"
@@ -171,7 +196,7 @@ class LdCache:
             else:
                 subdir = None
             entries.setdefault(_string(data, key), []).append((flags, subdir, _string(data, value)))
-        return cls(entries)
+        return cls(entries, damage)
 
     def lookup(self, soname: bytes, elf_class: int, machine: int, hwcaps: tuple[bytes, ...]) -> bytes | None:
         """The cache's path for `soname` for this machine: an entry under the best

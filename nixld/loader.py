@@ -30,9 +30,20 @@ MODE_LIBRARY_PATH = "library-path"  # LOADER --library-path DIRS ... PROGRAM: en
 MODE_ENVIRONMENT = "environment"  # LOADER PROGRAM with LD_LIBRARY_PATH set: nix-ld's way
 MODE_DIRECT = "direct"  # static programs and scripts: exec'd as they are
 
-# glibc's loader compares its options with strcmp, so each is stored NUL-terminated.
 _LIBRARY_PATH_OPTION = b"--library-path"
 _ARGV0_OPTION = b"--argv0"
+
+# How a loader's file shows which C library it belongs to, and how it spells the options it
+# accepts. glibc compares whole arguments with strcmp, so its option names are stored
+# NUL-terminated; musl compares what follows the leading "--" (argv[i]+2), so it stores the
+# names without it. A loader of neither kind is taken at its word: glibc's spelling or nothing.
+_LOADER_KINDS = (
+    ("glibc", b"GLIBC_PRIVATE\0", {_LIBRARY_PATH_OPTION: b"\0--library-path\0", _ARGV0_OPTION: b"\0--argv0\0"}),
+    ("musl", b"musl libc", {_LIBRARY_PATH_OPTION: b"\0library-path\0", _ARGV0_OPTION: b"\0argv0\0"}),
+)
+_UNKNOWN_LOADER = ("unrecognised", None, _LOADER_KINDS[0][2])
+# Far more read-only data than any loader has (glibc's: 44 KiB, musl's: 290 KiB).
+_LOADER_DATA_LIMIT = 16 << 20
 
 # Linux reads this much of a file to find its #! line (BINPRM_BUF_SIZE).
 _SHEBANG_LIMIT = 256
@@ -49,7 +60,7 @@ class LaunchPlan(
 
     - program: the program's path (found on PATH if need be); executable: what execve runs
       (the loader, or the program itself in direct mode); argv and env: what execve gets
-      (env as (name, value) pairs of bytes).
+      (env as its entries, normally NAME=value, duplicates and all, in order).
     - mode: MODE_LIBRARY_PATH, MODE_ENVIRONMENT or MODE_DIRECT; system: the program's Nix
       system (`x86_64_linux`), None for scripts run directly; loader, loader_source: the loader and the
       setting it came from (None in direct mode); library_path: the directories handed to it.
@@ -71,19 +82,24 @@ def plan_launch(
 ) -> LaunchPlan:
     """Plan how to run the program at `path` with the extra library directories `libs`.
 
-    `argv[0]` is what the program sees (default: `path`); `env` defaults to os.environb;
-    `ld` overrides the loader; `cwd` is the directory the program will start in (relative
-    paths are taken from there, as subprocess.Popen takes them). Raises a LaunchError
-    subclass when the program or its loader cannot be used.
+    `libs` is one directory or an iterable of them (None: none); `argv` a sequence of
+    arguments whose first is what the program sees (default: `path`); `env` defaults to
+    os.environb; `ld` overrides the loader; `cwd` is the directory the program will start in
+    (relative paths are taken from there, as subprocess.Popen takes them). Raises a
+    LaunchError subclass when the program or its loader cannot be used, TypeError or
+    ValueError for arguments of the wrong kind.
     """
     name = _fs(path, "program path")
+    if isinstance(argv, (str, bytes, bytearray, os.PathLike)):
+        raise TypeError(f"argv must be a sequence of arguments, not one {type(argv).__name__} "
+                        "(it would be split into characters): write [program, arg, ...]")
     argv = (name,) if argv is None else tuple(_fs(item, "argument") for item in argv)
     if not argv:
         raise ValueError("argv must contain at least argv[0]")
     return plan_command(
         name,
         argv,
-        os.environb if env is None else byte_environment(env),
+        environment_entries(os.environb if env is None else byte_environment(env)),
         library_directories(libs),
         None if ld is None else _fs(ld, "loader path"),
         None if cwd is None else _fs(cwd, "working directory"),
@@ -93,12 +109,14 @@ def plan_launch(
 def plan_command(
     name: bytes,
     argv: tuple[bytes, ...],
-    env: Mapping[bytes, bytes],
+    env_entries: tuple[bytes, ...],
     libs: tuple[bytes, ...],
     ld: bytes | None,
     cwd: bytes | None = None,
 ) -> LaunchPlan:
-    """plan_launch for arguments that are already bytes and checked (the command line's)."""
+    """plan_launch for arguments that are already bytes and checked (the command line's);
+    `env_entries` is the environment block to pass on, entry by entry."""
+    env = environment_lookup(env_entries)
     level_index, log_complaint = config.log_level(env)
     log_level = config.LOG_LEVELS[level_index]
     decisions = [] if log_complaint is None else [("warn", log_complaint)]
@@ -109,21 +127,21 @@ def plan_command(
     if header is None:
         program, argv, header, file_mode = _script_plan(files, program, argv, decisions)
         if header is None:
-            return _direct_plan(program, argv, env, None, log_level, decisions)
+            return _direct_plan(program, argv, env_entries, None, log_level, decisions)
     system = header.system
     if not elf.host_runs(header) and not _loader_configured_for(env, system, ld):
-        variable = f"NIX_LD_{system}" if system else "NIX_LD"
+        machine = header.machine_name
         raise ArchitectureMismatch(
-            f"{display(program)} is an {header.machine_name} program and this machine runs "
-            f"{elf.host_machine_name()} (to run it under an emulator, set {variable} to an "
-            f"{header.machine_name} loader)"
+            f"{display(program)} is {_a(machine)} program and this machine runs "
+            f"{elf.host_machine_name()} (to run it under an emulator, "
+            f"{_ask_for_a_loader(_loader_setting(system), machine)})"
         )
     if header.interpreter is None:
         decisions.append(("info", f"{display(program)} is statically linked: running it directly"))
-        return _direct_plan(program, argv, env, system, log_level, decisions)
+        return _direct_plan(program, argv, env_entries, system, log_level, decisions)
 
-    loader, loader_source = config.choose_loader(env, system, ld)
-    loader_options = _loader_options(check_loader(loader, loader_source, system, program, header, files))
+    loader, loader_source, traits = choose_loader(env, system, ld, program, header, files)
+    kind, loader_options = traits or check_loader(loader, loader_source, system, program, header, files)
     nix_dirs, nix_dirs_source = config.nix_ld_library_dirs(env, system)
     library_path = config.library_search_path(
         config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), libs, nix_dirs
@@ -133,21 +151,23 @@ def plan_command(
 
     decisions.append(("info", f"{display(program)}: {header.machine_name} program, interpreter "
                               f"{display(header.interpreter)}"))
-    decisions.append(("info", f"loader {display(loader)} ({_describe_source(loader_source, system)})"))
+    options = " ".join(option.decode() for option in loader_options) or "none"
+    decisions.append(("info", f"loader {display(loader)} ({_describe_source(loader_source, system)}): "
+                              f"{_a(kind)} loader; launch options: {options}"))
     decisions.append(("info", f"library path {display(joined) or '(empty)'} (LD_LIBRARY_PATH, "
                               f"-L, then {_describe_source(nix_dirs_source, system, 'NIX_LD_LIBRARY_PATH')})"))
     if file_mode & (stat.S_ISUID | stat.S_ISGID):
         decisions.append(("warn", f"{display(program)} is set-user-ID or set-group-ID; started "
                                   "through a loader it runs without those privileges"))
 
-    pairs = tuple(env.items())
+    entries = env_entries
     exec_argv = [loader]
     if _LIBRARY_PATH_OPTION in loader_options:
         mode = MODE_LIBRARY_PATH
         exec_argv += [_LIBRARY_PATH_OPTION, joined]
     else:
         mode = MODE_ENVIRONMENT
-        pairs = _with_variable(pairs, b"LD_LIBRARY_PATH", joined)
+        entries = _with_variable(entries, b"LD_LIBRARY_PATH", joined)
         decisions.append(("warn", f"loader {display(loader)} has no --library-path option: "
                                   "passing the library path in LD_LIBRARY_PATH, which the "
                                   "program's children will inherit"))
@@ -155,31 +175,48 @@ def plan_command(
         exec_argv += [_ARGV0_OPTION, argv[0]]
     elif argv[0] != operand:
         decisions.append(("warn", f"loader {display(loader)} has no --argv0 option (glibc "
-                                  f"before 2.33): the program sees argv[0] = "
+                                  f"before 2.33, or an old musl): the program sees argv[0] = "
                                   f"{display(operand)!r}, not {display(argv[0])!r}"))
     exec_argv += [operand, *argv[1:]]
     decisions.append(("trace", "execve " + " ".join(display(arg) for arg in exec_argv)))
     return LaunchPlan(
-        program=program, executable=loader, argv=tuple(exec_argv), env=pairs, mode=mode,
+        program=program, executable=loader, argv=tuple(exec_argv), env=entries, mode=mode,
         system=system, loader=loader, loader_source=loader_source, library_path=library_path,
         log_level=log_level, decisions=tuple(decisions),
     )
 
 
-def initial_environment() -> dict[bytes, bytes]:
-    """The environment this process was started with: its caller's, exactly.
+def initial_environment() -> tuple[bytes, ...]:
+    """The environment block this process was started with, entry by entry: its caller's,
+    exactly, with a name given twice given twice and entries without "=" kept.
 
     os.environb is not quite that: CPython may add LC_CTYPE at start-up (PEP 538's locale
-    coercion), and a program that nixld starts for its own caller must not see it. Where
-    /proc is not mounted, os.environb is the best there is.
+    coercion), which a program that nixld starts for its own caller must not see, and it keeps
+    the last of two entries with one name where getenv() finds the first. Where /proc is not
+    mounted, os.environb is the best there is.
     """
     try:
         with open("/proc/self/environ", "rb") as stream:
             block = stream.read()
     except OSError:
-        return dict(os.environb)
-    # Entries without a name (or without "=") cannot be passed on as variables; Python drops them too.
-    return dict(entry.split(b"=", 1) for entry in block.split(b"\0") if entry.find(b"=") > 0)
+        return environment_entries(os.environb)
+    return tuple(block.split(b"\0")[:-1]) if block else ()
+
+
+def environment_entries(env: Mapping[bytes, bytes]) -> tuple[bytes, ...]:
+    """The environment block that holds `env`'s variables, in its order."""
+    return tuple(name + b"=" + value for name, value in env.items())
+
+
+def environment_lookup(entries: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The variables an environment block defines, as getenv() finds them: of two entries with
+    one name the first, and nothing for an entry without a name or "="."""
+    variables: dict[bytes, bytes] = {}
+    for entry in entries:
+        name, equals, value = entry.partition(b"=")
+        if equals and name:
+            variables.setdefault(name, value)
+    return variables
 
 
 def resolve_program(name: bytes, env: Mapping[bytes, bytes], cwd: bytes | None = None) -> bytes:
@@ -218,26 +255,30 @@ def resolve_program(name: bytes, env: Mapping[bytes, bytes], cwd: bytes | None =
 
 
 def report(plan: LaunchPlan, stream=None) -> None:
-    """Write the plan's decisions at or above NIX_LD_LOG's level to `stream` (stderr)."""
+    """Write the plan's decisions at or above NIX_LD_LOG's level to `stream` (stderr). A
+    closed or failing stream loses them: they must not stop the launch they describe."""
     threshold = config.LOG_LEVELS.index(plan.log_level)
     lines = [
         f"nixld: {level}: {message}\n"
         for level, message in plan.decisions
         if config.LOG_LEVELS.index(level) <= threshold
     ]
-    if lines:
-        stream = sys.stderr if stream is None else stream
-        stream.write("".join(lines))
-        stream.flush()
+    stream = sys.stderr if stream is None else stream
+    if lines and stream is not None:  # None: Python was started with fd 2 closed
+        try:
+            stream.write("".join(lines))
+            stream.flush()
+        except (OSError, ValueError):  # ValueError: a stream closed by its owner
+            pass
 
 
 def exec_plan(plan: LaunchPlan):
     """Replace this process with the plan's program; returns only by raising a LaunchError."""
-    report(plan)
     if config.LOG_LEVELS.index(plan.log_level) >= config.LOG_LEVELS.index("debug"):
         reason = c_core_unavailable()
         if reason:
-            sys.stderr.write(f"nixld: debug: {reason}\n")
+            plan = plan._replace(decisions=plan.decisions + (("debug", reason),))
+    report(plan)
     _flush_stdio()
     try:
         execve(plan.executable, plan.argv, plan.env)
@@ -262,13 +303,15 @@ def exec_foreign(
 
 
 def popen_arguments(plan: LaunchPlan) -> dict:
-    """The subprocess.Popen keyword arguments that start the plan as a child process."""
-    return {"args": list(plan.argv), "executable": plan.executable, "env": dict(plan.env)}
+    """The subprocess.Popen keyword arguments that start the plan as a child process (Popen
+    takes a mapping, so an environment block with a name twice cannot be passed this way)."""
+    return {"args": list(plan.argv), "executable": plan.executable,
+            "env": dict(entry.split(b"=", 1) for entry in plan.env if b"=" in entry)}
 
 
-def _direct_plan(program, argv, env, system, log_level, decisions) -> LaunchPlan:
+def _direct_plan(program, argv, env_entries, system, log_level, decisions) -> LaunchPlan:
     return LaunchPlan(
-        program=program, executable=program, argv=argv, env=tuple(env.items()),
+        program=program, executable=program, argv=argv, env=env_entries,
         mode=MODE_DIRECT, system=system, loader=None, loader_source=None, library_path=(),
         log_level=log_level, decisions=tuple(decisions),
     )
@@ -363,13 +406,32 @@ def _script_plan(files: _Files, script: bytes, argv: tuple[bytes, ...], decision
     return interpreter, script_argv, header, mode
 
 
+def choose_loader(env: Mapping[bytes, bytes], system: str | None, ld: bytes | None, program: bytes,
+                  header: elf.ElfHeader, files: _Files | None = None):
+    """(loader, source, traits): the loader config.choose_loader names or, when nothing names
+    one and nix-ld's default does not exist, the program's own interpreter (source
+    "interpreter"), provided it is an ELF loader that fits: then `traits` is check_loader's
+    answer for it; otherwise None, and the loader is still to be checked."""
+    files = files or _Files(None)
+    loader, source = config.choose_loader(env, system, ld)
+    if source == "default" and header.interpreter is not None and not os.path.exists(files.at(loader)):
+        try:
+            traits = check_loader(header.interpreter, "interpreter", system, program, header, files)
+        except LoaderError:
+            pass  # the default's absence is what the user must hear about
+        else:
+            return header.interpreter, "interpreter", traits
+    return loader, source, None
+
+
 def check_loader(loader: bytes, source: str, system: str | None, program: bytes,
-                 program_header: elf.ElfHeader, files: _Files | None = None) -> bytes:
-    """Check that `loader` (chosen from `source`) can start the program; return its bytes,
-    to look for options. Raises LoaderError naming the loader and what to do."""
+                 program_header: elf.ElfHeader, files: _Files | None = None) -> tuple[str, tuple[bytes, ...]]:
+    """Check that `loader` (chosen from `source`) can start the program; return which C
+    library's loader it is and the launch options it accepts. Raises LoaderError naming the
+    loader and the setting to change."""
     files = files or _Files(None)
     shown = f"loader {display(loader)} ({_describe_source(source, system)})"
-    advice = "set NIX_LD (or pass --ld) to the path of your glibc's ld.so"
+    advice = loader_advice(source, system, program_header.machine_name)
     try:
         fd = os.open(files.at(loader), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -377,33 +439,90 @@ def check_loader(loader: bytes, source: str, system: str | None, program: bytes,
     except OSError as error:
         raise LoaderError(f"{shown}: {error.strerror}: {advice}") from error
     try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise LoaderError(f"{shown} is not a regular file: {advice}")
         try:
             header = elf.read_header_from(fd)
         except elf.ElfError as error:
             raise LoaderError(f"{shown} is not an ELF program loader ({error}): {advice}") from None
-        if header.interpreter is not None or header.entry == 0 or header.type not in (elf.ET_EXEC, elf.ET_DYN):
-            raise LoaderError(f"{shown} is not an ELF program loader (a loader has an entry point "
-                              f"and no interpreter of its own): {advice}")
+        # A loader is a shared object that can also be run (ld.so, musl's libc.so), which a
+        # static-pie program, also ET_DYN with an entry and no interpreter, marks as a PIE.
+        if (header.type != elf.ET_DYN or header.interpreter is not None or header.entry == 0
+                or elf.dynamic_flags_1(fd, header) & elf.DF_1_PIE):
+            raise LoaderError(f"{shown} is not an ELF program loader (it is {_what_elf_file(header)}; a "
+                              f"loader is a shared object with an entry point and no interpreter): {advice}")
         if header.abi != program_header.abi:
-            raise LoaderError(f"{shown} is an {header.machine_name} loader but "
-                              f"{display(program)} is an {program_header.machine_name} program: "
-                              f"set NIX_LD_{program_header.system or '{system}'} to an "
-                              f"{program_header.machine_name} loader")
+            raise LoaderError(f"{shown} is {_a(header.machine_name)} loader but {display(program)} is "
+                              f"{_a(program_header.machine_name)} program: "
+                              f"{_ask_for_a_loader(_loader_setting(program_header.system), program_header.machine_name)}")
         if not os.access(files.at(loader), os.X_OK):
             raise LoaderError(f"{shown}: permission denied (not executable)")
-        contents = os.pread(fd, status.st_size, 0)
+        ranges = elf.constant_data(header.loads)
+        if sum(size for _, size in ranges) > _LOADER_DATA_LIMIT:
+            raise LoaderError(f"{shown} is not an ELF program loader (it holds more read-only data "
+                              f"than any loader): {advice}")
+        return _loader_traits(fd, ranges)
     except OSError as error:
         raise LoaderError(f"{shown}: {error.strerror}") from error
     finally:
         os.close(fd)
-    return contents
 
 
-def _loader_options(contents: bytes) -> set[bytes]:
-    return {option for option in (_LIBRARY_PATH_OPTION, _ARGV0_OPTION) if option + b"\0" in contents}
+def _loader_traits(fd: int, ranges: list[tuple[int, int]]) -> tuple[str, tuple[bytes, ...]]:
+    """Which C library's loader this is, and the options it accepts, read from the loader's
+    read-only data (`ranges`), where its strings are: a few tens of KiB, not the whole file."""
+    # NULs around each piece, so that no string runs from one piece into the next.
+    data = b"\0" + b"\0".join(os.pread(fd, size, offset) for offset, size in ranges) + b"\0"
+    for kind, mark, spellings in _LOADER_KINDS:
+        if mark in data:
+            break
+    else:
+        kind, _, spellings = _UNKNOWN_LOADER
+    return kind, tuple(option for option, spelling in spellings.items() if spelling in data)
+
+
+def loader_advice(source: str, system: str | None, machine: str) -> str:
+    """What to do about an unusable loader that came from `source`: change that very setting,
+    as it is the one that wins."""
+    if source == "--ld":
+        return f"give --ld the path of {_a(machine)} loader (glibc's ld.so)"
+    if source in ("default", "interpreter"):
+        if system is None:
+            return f"set NIX_LD to the path of {_a(machine)} loader (glibc's ld.so)"
+        return (f"set NIX_LD (or NIX_LD_{system}) to the path of {_a(machine)} loader (glibc's "
+                "ld.so); on NixOS, programs.nix-ld.enable = true sets it for you")
+    return f"set {source} to the path of {_a(machine)} loader (glibc's ld.so)"
+
+
+def _loader_setting(system: str | None) -> str:
+    """The setting that names a loader for programs of `system` alone (NIX_LD serves the
+    host's own programs); --ld for a machine without a Nix system name."""
+    return "--ld" if system is None else f"NIX_LD_{system}"
+
+
+def _ask_for_a_loader(setting: str, machine: str) -> str:
+    """Advice: name a loader for `machine` programs with `setting`."""
+    if setting == "--ld":
+        return (f"give --ld the path of {_a(machine)} loader ({machine} has no Nix system name, "
+                "so no NIX_LD_* variable applies)")
+    return f"set {setting} to the path of {_a(machine)} loader"
+
+
+def _a(name: str) -> str:
+    """`name` with its indefinite article, as it is read aloud: an x86_64, an i386, a riscv32."""
+    return ("an " if name[:1] in "aeiouAEIOU" or name.startswith(("x", "s390")) else "a ") + name
+
+
+def _what_elf_file(header: elf.ElfHeader) -> str:
+    if header.interpreter is not None:
+        return "a dynamically linked program"
+    if header.type == elf.ET_EXEC:
+        return "a statically linked program"
+    if header.type == elf.ET_DYN and header.entry != 0:
+        return "a static-pie program"
+    if header.type == elf.ET_DYN and header.entry == 0:
+        return "a shared library"
+    return elf.TYPE_NAMES.get(header.type, f"an ELF file of type {header.type}")
 
 
 def _loader_configured_for(env: Mapping[bytes, bytes], system: str | None, override: bytes | None) -> bool:
@@ -414,9 +533,11 @@ def _loader_configured_for(env: Mapping[bytes, bytes], system: str | None, overr
 def _describe_source(source: str, system: str | None, generic: str = "NIX_LD") -> str:
     if source == "--ld":
         return "given with --ld"
+    unset = f"{generic}_{system} and {generic} are unset" if system else f"{generic} is unset"
+    if source == "interpreter":
+        return f"the program's own interpreter; {unset} and nix-ld's default does not exist"
     if source != "default":
         return f"from {source}"
-    unset = f"{generic}_{system} and {generic} are unset" if system else f"{generic} is unset"
     return f"nix-ld's default; {unset}"
 
 
@@ -428,11 +549,13 @@ def _loader_operand(program: bytes) -> bytes:
     return b"./" + program
 
 
-def _with_variable(pairs, name: bytes, value: bytes):
-    replaced = tuple((key, value if key == name else old) for key, old in pairs)
-    if any(key == name for key, _ in pairs):
-        return replaced
-    return replaced + ((name, value),)
+def _with_variable(entries: tuple[bytes, ...], name: bytes, value: bytes) -> tuple[bytes, ...]:
+    """`entries` with every entry for `name` set to `value` (the loader reads the last one,
+    getenv the first), or with one added at the end."""
+    prefix = name + b"="
+    if any(entry.startswith(prefix) for entry in entries):
+        return tuple(prefix + value if entry.startswith(prefix) else entry for entry in entries)
+    return entries + (prefix + value,)
 
 
 def _flush_stdio() -> None:
@@ -459,7 +582,9 @@ def _fs(value, what: str) -> bytes:
 
 
 def library_directories(libs) -> tuple[bytes, ...]:
-    """Library directories given as one path or many, as bytes; empty ones dropped."""
+    """Library directories given as one path or many (None: none), as bytes; empty ones dropped."""
+    if libs is None:
+        return ()
     if isinstance(libs, (str, bytes, os.PathLike)):
         libs = (libs,)
     return tuple(directory for directory in (_fs(item, "library directory") for item in libs) if directory)
@@ -488,8 +613,9 @@ def spawn_foreign(
 ):
     """Start the foreign program as a child; returns a subprocess.Popen.
 
-    `popen_kwargs` go to Popen (stdin, stdout, cwd, ...); raises a LaunchError subclass
-    when the program or its loader cannot be used or started.
+    `popen_kwargs` go to Popen (stdin, stdout, cwd, ...), except shell, executable and args,
+    which the launch decides (TypeError); raises a LaunchError subclass when the program or
+    its loader cannot be used or started.
     """
     import subprocess  # start-up time: only the child-process API needs it
 
@@ -507,14 +633,24 @@ def run_foreign(
 ):
     """Run the foreign program to completion; returns a subprocess.CompletedProcess.
 
-    `run_kwargs` go to subprocess.run (input, capture_output, timeout, check, cwd, ...).
+    `run_kwargs` go to subprocess.run (input, capture_output, timeout, check, cwd, ...), except
+    shell, executable and args, which the launch decides (TypeError).
     """
     import subprocess  # start-up time: only the child-process API needs it
 
     return _start_child(subprocess.run, path, libs, argv, env, ld, run_kwargs)
 
 
+# Keywords of subprocess's that would start something other than the plan: a shell, or
+# another executable or argument list than the loader's.
+_KEYWORDS_THE_PLAN_DECIDES = ("shell", "executable", "args")
+
+
 def _start_child(start, path, libs, argv, env, ld, kwargs):
+    for keyword in _KEYWORDS_THE_PLAN_DECIDES:
+        if keyword in kwargs:
+            raise TypeError(f"{keyword}= is not accepted: the launch decides what runs (the loader, "
+                            "then the program; give the program's arguments with argv=)")
     plan = plan_launch(path, libs, argv=argv, env=env, ld=ld, cwd=kwargs.get("cwd"))
     report(plan)
     try:

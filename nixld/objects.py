@@ -1,7 +1,8 @@
 """ELF objects as resolution needs them: parsed once per file per process, with pyelftools.
 
 pyelftools is imported lazily (it costs ~25 ms): this module is for `nixld inspect`, never
-for the launch path. Every parse error, whatever layer raises it, becomes one ObjectError.
+for the launch path. What a parser raises on bad bytes, whatever layer raises it, becomes one
+ObjectError; anything else is a bug of ours and is left to surface as one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from dataclasses import dataclass
 from nixld import elf
 
 DF_1_NODEFLIB = 0x800
-DF_1_PIE = 0x08000000
+DF_1_PIE = elf.DF_1_PIE
+
+# How much of the dynamic table is read at a time: 256 entries of a 64-bit object.
+_DYNAMIC_CHUNK = 4096
+# How much of a dynamic string is read at a time: most are sonames, well under this.
+_STRING_CHUNK = 256
 
 
 class ObjectError(ValueError):
@@ -32,19 +38,20 @@ class ElfObject:
     type: int
     entry: int
     interpreter: bytes | None
-    has_dynamic: bool
+    dynamic: tuple[int, int] | None
     soname: bytes | None
     needed: tuple[bytes, ...]
     rpath: tuple[bytes, ...]  # DT_RPATH entries, unexpanded; empty when DT_RUNPATH is present
     runpath: tuple[bytes, ...] | None  # DT_RUNPATH entries, unexpanded; None when absent
     flags_1: int
+    loads: tuple[elf.Segment, ...]
     mode: int
 
     @property
     def header(self) -> elf.ElfHeader:
         """The launch path's view of the same file, for its machine names and system."""
         return elf.ElfHeader(self.elf_class, self.little_endian, self.machine, self.type,
-                             self.entry, self.interpreter, self.has_dynamic)
+                             self.entry, self.interpreter, self.dynamic, self.loads)
 
     @property
     def abi(self) -> tuple[int, bool, int]:
@@ -88,13 +95,17 @@ class ObjectCache:
         return None if header is None else header.abi
 
 
-def mentions(path: bytes, needle: bytes) -> bool:
-    """True when the file's bytes contain `needle` (mapped, not read: programs can be large)."""
+def mentions(path: bytes, needle: bytes, ranges: list[tuple[int, int]]) -> bool:
+    """True when `needle` is in one of the file's `ranges` ((offset, size) pairs, such as
+    elf.constant_data gives): mapped, not read, and only there, so that the cost follows what
+    the loader maps, not the size of the file."""
     with open(path, "rb") as stream:
-        if os.fstat(stream.fileno()).st_size == 0:
+        size = os.fstat(stream.fileno()).st_size
+        ranges = [(offset, min(length, size - offset)) for offset, length in ranges if offset < size]
+        if not ranges:
             return False
         with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return data.find(needle) != -1
+            return any(data.find(needle, offset, offset + length) != -1 for offset, length in ranges)
 
 
 def _parse(stream, mode: int) -> ElfObject:
@@ -104,10 +115,9 @@ def _parse(stream, mode: int) -> ElfObject:
 
     try:
         return _parse_with_pyelftools(stream, mode)
-    except ObjectError:
-        raise
-    except (ELFError, ELFParseError, ConstructError, struct.error, ValueError, KeyError,
-            IndexError, AttributeError, TypeError, UnicodeError, OverflowError, MemoryError) as error:
+    except elf.ElfError as error:
+        raise ObjectError(str(error)) from None
+    except (ELFError, ELFParseError, ConstructError, struct.error) as error:
         raise ObjectError(_describe(error)) from None
 
 
@@ -137,23 +147,20 @@ def _parse_with_pyelftools(stream, mode: int) -> ElfObject:
     table = data.read(header.e_phoff, header.e_phnum * phdr_size, "the program headers")
     segments = [structs.Elf_Phdr.parse(table[i:i + phdr_size]) for i in range(0, len(table), phdr_size)]
 
+    elf_type = _number(header.e_type, "ENUM_E_TYPE")
     interpreter = None
     dynamic = None
+    loads = []
     for segment in segments:
-        if segment.p_type == "PT_INTERP" and interpreter is None:
-            interpreter = data.read(segment.p_offset, segment.p_filesz, "the interpreter path").split(b"\0")[0]
+        if segment.p_type == "PT_LOAD":
+            loads.append(elf.Segment(segment.p_offset, segment.p_filesz, segment.p_memsz, segment.p_flags))
+        elif segment.p_type == "PT_INTERP" and interpreter is None:
+            interpreter = elf.read_interpreter(stream.fileno(), segment.p_offset, segment.p_filesz)
         elif segment.p_type == "PT_DYNAMIC" and dynamic is None:
             dynamic = segment
+    elf.check_loads(elf_type, loads, data.size)
 
-    tags: list[tuple[str, int]] = []
-    if dynamic is not None:
-        entry_size = structs.Elf_Dyn.sizeof()
-        table = data.read(dynamic.p_offset, dynamic.p_filesz - dynamic.p_filesz % entry_size, "the dynamic section")
-        for offset in range(0, len(table), entry_size):
-            entry = structs.Elf_Dyn.parse(table[offset:offset + entry_size])
-            if entry.d_tag == "DT_NULL":
-                break
-            tags.append((entry.d_tag, entry.d_val))
+    tags = [] if dynamic is None else _dynamic_tags(data, structs, dynamic)
     values = dict(reversed(tags))  # the first DT_STRTAB, DT_SONAME... wins, as in glibc
     strings = _StringTable(data, segments, values.get("DT_STRTAB"), values.get("DT_STRSZ"))
     needed = tuple(strings.at(value) for tag, value in tags if tag == "DT_NEEDED")
@@ -164,18 +171,35 @@ def _parse_with_pyelftools(stream, mode: int) -> ElfObject:
         elf_class=elf_class,
         little_endian=little_endian,
         machine=_number(header.e_machine, "ENUM_E_MACHINE"),
-        type=_number(header.e_type, "ENUM_E_TYPE"),
+        type=elf_type,
         entry=header.e_entry,
         interpreter=interpreter,
-        has_dynamic=dynamic is not None,
+        dynamic=None if dynamic is None else (dynamic.p_offset, dynamic.p_filesz),
         soname=strings.at(values["DT_SONAME"]) if "DT_SONAME" in values else None,
         needed=needed,
         # glibc ignores DT_RPATH in an object that also has DT_RUNPATH.
         rpath=() if has_runpath else tuple(rpath),
         runpath=tuple(runpath) if has_runpath else None,
         flags_1=values.get("DT_FLAGS_1", 0),
+        loads=tuple(loads),
         mode=mode,
     )
+
+
+def _dynamic_tags(data: _Reader, structs, dynamic) -> list[tuple[object, int]]:
+    """The dynamic table's (tag, value) pairs up to DT_NULL, read a page at a time, as far as
+    the loader would walk it: a PT_DYNAMIC that claims the whole file costs no more."""
+    entry_size = structs.Elf_Dyn.sizeof()
+    end = dynamic.p_offset + dynamic.p_filesz - dynamic.p_filesz % entry_size
+    tags = []
+    for start in range(dynamic.p_offset, end, _DYNAMIC_CHUNK):
+        table = data.read(start, min(_DYNAMIC_CHUNK, end - start), "the dynamic section")
+        for offset in range(0, len(table), entry_size):
+            entry = structs.Elf_Dyn.parse(table[offset:offset + entry_size])
+            if entry.d_tag == "DT_NULL":
+                return tags
+            tags.append((entry.d_tag, entry.d_val))
+    return tags
 
 
 class _Reader:
@@ -194,27 +218,35 @@ class _Reader:
 
 class _StringTable:
     """The dynamic string table, found as the loader finds it: DT_STRTAB is an address,
-    which a PT_LOAD segment maps to a place in the file."""
+    which a PT_LOAD segment maps to a place in the file. Only the strings asked for are read
+    (a corrupt DT_STRSZ may claim the whole file)."""
 
     def __init__(self, data: _Reader, segments, address, size) -> None:
-        self.table = b""
+        self.data = data
+        self.start = self.length = 0
         if address is None:
             return
         for segment in segments:
             if segment.p_type == "PT_LOAD" and segment.p_vaddr <= address < segment.p_vaddr + segment.p_filesz:
-                start = segment.p_offset + (address - segment.p_vaddr)
+                self.start = segment.p_offset + (address - segment.p_vaddr)
                 available = segment.p_vaddr + segment.p_filesz - address
-                self.table = data.read(start, min(size or available, available), "the dynamic string table")
+                self.length = min(size or available, available)
                 return
         raise ObjectError("corrupt dynamic section (DT_STRTAB is not in any loaded segment)")
 
     def at(self, offset: int) -> bytes:
-        if offset >= len(self.table):
+        if offset >= self.length:
             raise ObjectError("corrupt dynamic section (a string offset lies outside DT_STRTAB)")
-        end = self.table.find(b"\0", offset)
-        if end == -1:
-            raise ObjectError("corrupt dynamic section (a string runs past the end of DT_STRTAB)")
-        return self.table[offset:end]
+        string = b""
+        while offset < self.length:
+            piece = self.data.read(self.start + offset, min(_STRING_CHUNK, self.length - offset),
+                                   "the dynamic string table")
+            end = piece.find(b"\0")
+            if end != -1:
+                return string + piece[:end]
+            string += piece
+            offset += len(piece)
+        raise ObjectError("corrupt dynamic section (a string runs past the end of DT_STRTAB)")
 
 
 _STRUCTS: dict[tuple, object] = {}

@@ -141,7 +141,7 @@ class Inspector:
         system = header.system
         warnings: list[str] = []
 
-        loader_path, loader_source = config.choose_loader(env, system, override)
+        loader_path, loader_source, _ = launch.choose_loader(env, system, override, program_path, header)
         loader_choice, facts, cache, loader_object = self._loader(loader_path, loader_source, system,
                                                                   program_path, program, env, warnings)
         nix_dirs, _ = config.nix_ld_library_dirs(env, system)
@@ -216,7 +216,7 @@ class Inspector:
                 warnings.append(f"loader {display(path)}: {error}")
         else:
             warnings.append(f"loader {display(path)} does not exist: `nixld run` would fail; "
-                            "set NIX_LD (or pass --ld) to your glibc's ld.so")
+                            f"{launch.loader_advice(source, system, program.header.machine_name)}")
         runnable = usable and elf.host_runs(program.header)
         facts, cache = self._loader_facts(path, program.elf_class, runnable, env)
         warnings.extend(facts.warnings)
@@ -248,7 +248,12 @@ class Inspector:
                 cache = None  # a loader built without a cache, as on NixOS
             except (OSError, ValueError) as error:
                 facts = replace(facts, warnings=facts.warnings + (
-                    f"cannot read the loader's cache {display(facts.cache)}: {error}",))
+                    f"cannot read the loader's cache {display(facts.cache)}: {error}; going on "
+                    "without it, as the loader does",))
+            else:
+                if cache.damage:
+                    facts = replace(facts, warnings=facts.warnings + (
+                        f"the loader's cache {display(facts.cache)} is {cache.damage}",))
         self._facts[key] = (facts, cache)
         return facts, cache
 
@@ -278,7 +283,7 @@ def _program_warnings(path: bytes, program: ElfObject, static: bool, pie: bool, 
     elif program.interpreter is None:
         warnings.append(f"{shown} has no interpreter: a shared library, not a program `nixld run` can start")
     try:
-        if mentions(path, _PROC_SELF_EXE):
+        if mentions(path, _PROC_SELF_EXE, elf.constant_data(program.loads)):
             warnings.append(f"{shown} mentions /proc/self/exe: if it re-executes itself through "
                             "it, that starts the loader, not the program (see the README's limits)")
     except (OSError, ValueError):
@@ -524,7 +529,7 @@ def _identity(path: bytes) -> tuple[int, int] | None:
 
 
 def _abi_name(abi: tuple[int, bool, int]) -> str:
-    return elf.ElfHeader(abi[0], abi[1], abi[2], 0, 0, None, False).machine_name + f" ({abi[0]}-bit)"
+    return elf.ElfHeader(abi[0], abi[1], abi[2], 0, 0, None, False, ()).machine_name + f" ({abi[0]}-bit)"
 
 
 _DEFAULT_INSPECTOR: Inspector | None = None

@@ -3,18 +3,25 @@
 The programs' sources are in tests/programs/. "Foreign" builds name an interpreter that exists
 on no machine, so the kernel refuses them exactly as NixOS refuses a binary built for another
 distribution; only a loader started by hand (nixld) can run them.
+
+A test that needs something only some machines have calls `require`, which skips it naming the
+Debian package to install. With NIXLD_TESTS_STRICT=1 (as in .ci/run) every skip is a failure
+that shows its reason, so that nothing goes untested in CI without anyone seeing it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from crafted import EM_386, write_dynamic_elf
 from hypothesis import settings
 
 import nixld
@@ -43,6 +50,77 @@ def _start_subprocesses_outside_the_checkout(tmp_path_factory):
     os.chdir(tmp_path_factory.mktemp("cwd"))
     yield
     os.chdir(previous)
+
+
+# Skips: named, and fatal in CI
+
+STRICT = "NIXLD_TESTS_STRICT"
+
+
+def require(condition: bool, missing: str, *, package: str) -> None:
+    """Skip the calling test or fixture (or, called at the top of a test module, the module)
+    unless `condition`, saying what is `missing` and which Debian `package` provides it.
+    Under NIXLD_TESTS_STRICT=1 the skip is a failure."""
+    if not condition:
+        pytest.skip(f"{missing} (Debian package: {package})", allow_module_level=True)
+
+
+def _strict() -> bool:
+    value = os.environ.get(STRICT, "")
+    if value not in ("", "0", "1"):
+        raise pytest.UsageError(f"{STRICT}={value!r}: set it to 1 (a skipped test fails) or 0")
+    return value == "1"
+
+
+def pytest_configure(config):
+    _strict()  # a misspelt value must stop the run, not quietly mean "not strict"
+
+
+def pytest_report_header(config):
+    if _strict():
+        return f"{STRICT}=1: a skipped test is a failure"
+    return f"skipped tests are not failures ({STRICT}=1 makes them so)"
+
+
+_Crash = namedtuple("_Crash", "path lineno message")
+
+
+class _SkipAsFailure:
+    """What a failed report shows for a skip in strict mode: the reason, where the test was
+    skipped, and why that fails. `reprcrash` puts the reason on the FAILED summary line too."""
+
+    def __init__(self, longrepr):
+        path, line, reason = longrepr if isinstance(longrepr, tuple) else ("?", 0, str(longrepr))
+        self.reprcrash = _Crash(path, line, reason)
+        self.text = f"{reason}\n{path}:{line}: skipped, and {STRICT}=1 makes every skip a failure"
+
+    def toterminal(self, writer) -> None:
+        writer.line(self.text)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _fail_a_skip_when_strict(report) -> None:
+    # An expected failure is reported as skipped too, with `wasxfail`: it stays as it is.
+    if report.skipped and not hasattr(report, "wasxfail") and _strict():
+        report.outcome = "failed"
+        report.longrepr = _SkipAsFailure(report.longrepr)
+
+
+# Outermost (tryfirst), so that pytest's own wrappers, which turn an expected failure into a
+# skip with `wasxfail`, have made the report final.
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_a_skip_when_strict(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_a_skip_when_strict(outcome.get_result())
+
 
 FOREIGN_INTERPRETER = "/nix/store/00000000000000000000000000000000-glibc-2.36/lib/ld-linux-x86-64.so.2"
 FOREIGN = f"-Wl,--dynamic-linker={FOREIGN_INTERPRETER}"
@@ -323,33 +401,59 @@ def inspect_tree(tmp_path_factory) -> InspectTree:
     return InspectTree(root=root, non_ascii=dict(NON_ASCII))
 
 
+@pytest.fixture(scope="session")
+def i386_decoys(tmp_path_factory) -> Path:
+    """64-bit programs with a 32-bit library in their way; needs gcc only, as the 32-bit library
+    is hand-made (tests/crafted.py) and glibc's loader reads no more of it than its ELF header.
+    In the directory returned: d32/libdecoy.so (i386), d64/libdecoy.so (x86-64), `prog` (a
+    RUNPATH of d32/ then d64/) and `plain-prog` (no path of its own)."""
+    r = tmp_path_factory.mktemp("decoy")
+    (r / "d32").mkdir()
+    write_dynamic_elf(r / "d32/libdecoy.so", elf_class=32, machine=EM_386, soname=b"libdecoy.so")
+    _compile_all([_shared(r / "d64/libdecoy.so", soname=b"libdecoy.so")])
+    _compile_all([
+        _executable(r / "prog", str(r / "d64/libdecoy.so"), *_runpath(r / "d32", r / "d64")),
+        _executable(r / "plain-prog", str(r / "d64/libdecoy.so")),
+    ])
+    return r
+
+
+@functools.lru_cache(maxsize=None)
+def _why_gcc_cannot_build_32_bit() -> str | None:
+    """None if `gcc -m32` builds and links a program, else the first line of its complaint.
+    Found by compiling, once per session: gcc says nothing else about its 32-bit libraries."""
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "probe32.c"
+        source.write_text("int main(void) { return 0; }\n")
+        result = subprocess.run([_gcc(), "-m32", "-o", str(Path(scratch) / "probe32"), str(source)],
+                                capture_output=True, text=True, errors="backslashreplace", timeout=120)
+    if result.returncode == 0:
+        return None
+    return next((line for line in result.stderr.splitlines() if line.strip()), f"exit status {result.returncode}")
+
+
 I386 = namedtuple("I386", "root loader")
+I386_LOADER = "/lib/ld-linux.so.2"
 
 
 @pytest.fixture(scope="session")
-def i386_tree(tmp_path_factory) -> I386:
-    """32-bit builds for `nixld inspect` (gcc -m32: gcc-multilib, which .ci/run installs):
-    decoy/ (a 32-bit libdecoy.so in d32/ before the 64-bit one in d64/; `prog` has a RUNPATH of
-    both, `plain-prog` none) and i386/ (`prog32`, and `prog32-lib`, which needs libthirty.so
-    and has a RUNPATH of decoy64/, holding a 64-bit one, then lib32/); `loader` is the i386
-    loader."""
-    if not os.path.exists("/usr/lib32/crt1.o"):
-        pytest.fail("gcc -m32 needs gcc-multilib (.ci/run installs it)", pytrace=False)
+def i386_programs(tmp_path_factory) -> I386:
+    """Real 32-bit builds, for the tests that run the real i386 loader `loader`: needs gcc -m32
+    (Debian's gcc-multilib) and /lib/ld-linux.so.2 (libc6-i386, which gcc-multilib brings);
+    without them, the tests are skipped naming the package. Under `root`: `prog32`, and
+    `prog32-lib`, which needs libthirty.so and has a RUNPATH of decoy64/, holding a 64-bit
+    one, then lib32/."""
+    why = _why_gcc_cannot_build_32_bit()
+    require(why is None, f"gcc cannot build 32-bit programs ({why})", package="gcc-multilib")
+    require(os.path.exists(I386_LOADER), f"the i386 loader {I386_LOADER} is missing", package="libc6-i386")
     r = tmp_path_factory.mktemp("i386")
     _compile_all([
-        _shared(r / "decoy/d32/libdecoy.so", soname=b"libdecoy.so", m32=True),
-        _shared(r / "decoy/d64/libdecoy.so", soname=b"libdecoy.so"),
-        _shared(r / "i386/lib32/libthirty.so", soname=b"libthirty.so", m32=True),
-        _shared(r / "i386/decoy64/libthirty.so", soname=b"libthirty.so"),
+        _shared(r / "lib32/libthirty.so", soname=b"libthirty.so", m32=True),
+        _shared(r / "decoy64/libthirty.so", soname=b"libthirty.so"),
     ])
     _compile_all([
-        _executable(r / "decoy/prog", str(r / "decoy/d64/libdecoy.so"), *_runpath(r / "decoy/d32", r / "decoy/d64")),
-        _executable(r / "decoy/plain-prog", str(r / "decoy/d64/libdecoy.so")),
-        _executable(r / "i386/prog32", m32=True),
-        _executable(r / "i386/prog32-lib", str(r / "i386/lib32/libthirty.so"),
+        _executable(r / "prog32", m32=True),
+        _executable(r / "prog32-lib", str(r / "lib32/libthirty.so"),
                     *_runpath("$ORIGIN/decoy64", "$ORIGIN/lib32"), m32=True),
     ])
-    loader = "/lib/ld-linux.so.2"
-    if not os.path.exists(loader):
-        pytest.fail(f"{loader} is missing: gcc-multilib's libc6-i386 provides it", pytrace=False)
-    return I386(root=r, loader=loader)
+    return I386(root=r, loader=I386_LOADER)

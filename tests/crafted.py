@@ -19,6 +19,7 @@ EM_PPC64 = 21
 
 ET_REL, ET_EXEC, ET_DYN, ET_CORE = 1, 2, 3, 4
 PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
+PF_X, PF_W, PF_R = 1, 2, 4
 
 GLIBC_OPTIONS = (b"--library-path", b"--argv0")
 
@@ -34,10 +35,11 @@ def elf_bytes(
     dynamic: bool = True,
     payload: bytes = b"",
 ) -> bytes:
-    """An ELF file with a PT_LOAD, optional PT_INTERP and PT_DYNAMIC, and `payload` at its end."""
+    """An ELF file with a read-only PT_LOAD that maps `payload`, an optional PT_INTERP and
+    PT_DYNAMIC."""
     order = "<" if little_endian else ">"
     header_size, phdr_size = (64, 56) if elf_class == 64 else (52, 32)
-    phdrs = [(PT_LOAD, b"")]
+    phdrs = [(PT_LOAD, payload)]
     if interpreter is not None:
         phdrs.append((PT_INTERP, interpreter + b"\0"))
     if dynamic:
@@ -46,17 +48,18 @@ def elf_bytes(
     tables, blobs = [], b""
     for p_type, blob in phdrs:
         offset = data_offset + len(blobs)
+        flags = PF_R if p_type == PT_LOAD else PF_R | PF_X
         if elf_class == 64:
-            tables.append(struct.pack(order + "IIQQQQQQ", p_type, 5, offset, offset, offset,
+            tables.append(struct.pack(order + "IIQQQQQQ", p_type, flags, offset, offset, offset,
                                       len(blob), len(blob), 8))
         else:
             tables.append(struct.pack(order + "IIIIIIII", p_type, offset, offset, offset,
-                                      len(blob), len(blob), 5, 4))
+                                      len(blob), len(blob), flags, 4))
         blobs += blob
     ident = b"\x7fELF" + bytes([2 if elf_class == 64 else 1, 1 if little_endian else 2, 1, 0]) + bytes(8)
     fields = (elf_type, machine, 1, entry, header_size, 0, 0, header_size, phdr_size, len(phdrs), 0, 0, 0)
     header_format = "HHIQQQIHHHHHH" if elf_class == 64 else "HHIIIIIHHHHHH"
-    return ident + struct.pack(order + header_format, *fields) + b"".join(tables) + blobs + payload
+    return ident + struct.pack(order + header_format, *fields) + b"".join(tables) + blobs
 
 
 def write_elf(path: Path, mode: int = 0o755, **fields) -> bytes:
@@ -66,12 +69,19 @@ def write_elf(path: Path, mode: int = 0o755, **fields) -> bytes:
     return os.fsencode(path)
 
 
-def write_loader(path: Path, options=GLIBC_OPTIONS, **fields) -> bytes:
-    """A file that passes for a program loader (entry point, no interpreter) and names `options`
-    the way glibc's ld.so stores them (NUL-terminated, for strcmp)."""
-    payload = b"".join(option + b"\0" for option in options)
+# What marks each C library's loader in its read-only data.
+LOADER_MARKS = {"glibc": b"GLIBC_PRIVATE", "musl": b"musl libc (x86_64)", "unknown": b"some loader"}
+
+
+def write_loader(path: Path, options=GLIBC_OPTIONS, kind: str = "glibc", **fields) -> bytes:
+    """A file that passes for a program loader of `kind` (a shared object with an entry point
+    and no interpreter) whose read-only data holds its mark and `options`, each stored as that
+    C library stores it: NUL-terminated for glibc's strcmp, without the leading "--" for
+    musl's comparison of argv[i]+2."""
+    strings = [LOADER_MARKS[kind]]
+    strings += [option[2:] if kind == "musl" and option.startswith(b"--") else option for option in options]
     fields.setdefault("interpreter", None)
-    return write_elf(path, payload=payload, **fields)
+    return write_elf(path, payload=b"\0" + b"\0".join(strings) + b"\0", **fields)
 
 
 DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH = 0, 1, 5, 10, 14, 15, 29

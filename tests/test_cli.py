@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import re
@@ -13,6 +15,7 @@ import pytest
 from crafted import write_elf, write_loader
 
 import nixld
+import nixld.demo
 from nixld import cli
 
 REAL_LOADER = "/lib64/ld-linux-x86-64.so.2"
@@ -140,3 +143,154 @@ def test_the_demo_fails_plainly_then_runs_through_nixld():
     assert "fails: No such file or directory" in failure
     assert "greetings from libnixld-demo.so, found without LD_LIBRARY_PATH" in success
     assert "LD_LIBRARY_PATH in my environment: (unset)" in success
+
+
+# What a shell shows for a program killed by SIGPIPE, as coreutils are under `| head`.
+SIGPIPE_STATUS = 141
+# As a user runs it: Python buffers stdout and stderr unless PYTHONUNBUFFERED says otherwise.
+HOST_ENV = {**{key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"},
+            "NIX_LD": REAL_LOADER}
+# Every command that writes to stdout, and what it writes there.
+WRITERS = [
+    ["--help"],
+    ["--version"],
+    ["run", "--help"],
+    ["run", "--dry-run", "/usr/bin/true"],
+    ["inspect", "/usr/bin/true"],
+    ["inspect", "--tree", "/usr/bin/true"],
+    ["inspect", "--json", "/usr/bin/true"],
+    ["inspect", "--help"],
+    ["demo"],
+]
+
+
+def command_id(value):
+    return (" ".join(value) or "no arguments") if isinstance(value, list) else None
+
+
+def nixld_redirected(redirection, *args, env=HOST_ENV):
+    """The `nixld` console script with a shell redirection applied: `>&-` starts it with fd 1
+    closed (which Python shows as sys.stdout None), `2>/dev/full` with a stderr that fails."""
+    return subprocess.run(["bash", "-c", f'exec "$@" {redirection}', "bash", str(NIXLD_SCRIPT), *args],
+                          env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args", WRITERS, ids=command_id)
+def test_output_into_a_pipe_nobody_reads_ends_quietly_with_the_sigpipe_status(args):
+    """As `nixld ... | head` when head has already gone: no traceback, no message."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([str(NIXLD_SCRIPT), *args], env=HOST_ENV, stdout=write_end,
+                                stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (SIGPIPE_STATUS, "")
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("style", [[], ["--tree"], ["--json"]], ids=["report", "tree", "json"])
+def test_a_reader_that_leaves_mid_output_ends_inspect_quietly_with_the_sigpipe_status(style, unbuffered):
+    """`nixld inspect A B C... | head -c1`, with more output than the pipe holds, so that
+    nixld is still writing when the reader leaves. Unbuffered, that write is cut short
+    rather than failed: nixld must write the rest, and fail then."""
+    env = {**HOST_ENV, "PYTHONUNBUFFERED": "1"} if unbuffered else HOST_ENV
+    programs = ["/usr/bin/env", "/usr/bin/true", "/bin/ls"] * 120
+    child = subprocess.Popen([str(NIXLD_SCRIPT), "inspect", *style, *programs], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert os.read(child.stdout.fileno(), 1)
+    child.stdout.close()
+    stderr = child.stderr.read()
+    child.stderr.close()
+    assert (child.wait(), stderr) == (SIGPIPE_STATUS, b"")
+
+
+def test_main_returns_the_sigpipe_status_rather_than_killing_its_caller(monkeypatch, capsys):
+    class ReaderGone(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(ReaderGone()))
+    assert cli.main(["--version"]) == SIGPIPE_STATUS
+    assert capsys.readouterr().err == ""
+
+
+def test_main_writes_to_a_stdout_redirected_to_text(monkeypatch):
+    """A Python caller's contextlib.redirect_stdout(io.StringIO()) has no bytes layer."""
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert cli.main(["--version"]) == 0
+    assert sys.stdout.getvalue() == f"nixld {nixld.__version__}\n"
+
+
+def test_the_demo_reports_a_program_killed_by_a_signal_as_a_shell_does(monkeypatch, capsys):
+    """The demo's foreign program shares nixld's stdout: under `| head` it may be the one
+    that SIGPIPE kills."""
+    monkeypatch.setattr(nixld.demo, "run_foreign",
+                        lambda *args, **kwargs: subprocess.CompletedProcess(args, -13))
+    assert cli.main(["demo"]) == SIGPIPE_STATUS
+
+
+@pytest.mark.parametrize("args", WRITERS, ids=command_id)
+@pytest.mark.parametrize("redirection, reason", [(">&-", "standard output is closed"),
+                                                 (">/dev/full", "No space left on device")],
+                         ids=["closed", "full"])
+def test_output_that_cannot_be_written_is_an_error(args, redirection, reason):
+    result = nixld_redirected(redirection, *args)
+    assert (result.returncode, result.stderr) == (1, f"nixld: cannot write the output: {reason}\n")
+
+
+def test_run_with_stdout_closed_still_runs_the_program_with_it_closed():
+    """`nixld run` writes nothing itself: a closed stdout is the program's business."""
+    check = 'if test -e /proc/$$/fd/1; then echo "fd 1 open" >&2; else echo "fd 1 closed" >&2; fi'
+    result = nixld_redirected(">&-", "run", "/bin/sh", "-c", check)
+    assert (result.returncode, result.stderr) == (0, "fd 1 closed\n")
+
+
+@pytest.mark.parametrize("redirection", ["2>&-", "2>/dev/full"], ids=["closed", "full"])
+@pytest.mark.parametrize(
+    "args, status",
+    [
+        (["run", "./nope"], 127),
+        (["run", "/etc/passwd"], 126),
+        (["run", "--bogus", "x"], 2),
+        ([], 2),
+        (["inspect", "/no/such/program"], 127),
+        (["inspect", "--json", "/no/such/program", "/usr/bin/true"], 127),
+    ],
+    ids=command_id,
+)
+def test_a_closed_or_failing_stderr_loses_the_message_not_the_exit_status(args, status, redirection):
+    result = nixld_redirected(redirection, *args)
+    assert result.returncode == status
+    if args[:2] == ["inspect", "--json"]:
+        assert ["error" in document for document in json.loads(result.stdout)] == [True, False]
+
+
+@pytest.mark.parametrize("redirection", ["2>&-", "2>/dev/full"], ids=["closed", "full"])
+@pytest.mark.parametrize(
+    "args, output",
+    [
+        (["run", "--ld", REAL_LOADER, "/bin/sh", "-c", "echo ran"], "ran\n"),
+        (["demo"], "greetings from libnixld-demo.so"),
+    ],
+    ids=["run", "demo"],
+)
+def test_the_plan_reported_to_a_closed_or_failing_stderr_does_not_stop_the_launch(args, output, redirection):
+    result = nixld_redirected(redirection, *args, env={**HOST_ENV, "NIX_LD_LOG": "info"})
+    assert result.returncode == 0
+    assert output in result.stdout
+
+
+def test_run_help_tells_a_nixos_user_what_they_need():
+    result = subprocess.run([str(NIXLD_SCRIPT), "run", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "programs.nix-ld.enable = true" in result.stdout and "set NIX_LD" in result.stdout
+
+
+def test_the_readmes_first_screen_tells_a_nixos_user_what_they_need():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    first_screen = readme[:readme.index("## Set-up")]
+    assert "programs.nix-ld.enable = true;" in first_screen and "NIX_LD" in first_screen

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import struct
+import subprocess
 
 import pytest
-from crafted import EM_386, EM_AARCH64, EM_ARM, EM_PPC64, EM_RISCV, EM_X86_64, ET_EXEC, elf_bytes
+from crafted import EM_386, EM_AARCH64, EM_ARM, EM_PPC64, EM_RISCV, EM_X86_64, ET_EXEC, ET_REL, elf_bytes
 
 from nixld import elf
 
@@ -21,7 +23,7 @@ def test_reads_the_interpreter_of_a_real_program():
     assert header.interpreter == b"/lib64/ld-linux-x86-64.so.2"
     assert header.system == "x86_64_linux"
     assert header.machine_name == "x86_64"
-    assert header.has_dynamic
+    assert header.dynamic
 
 
 def test_the_real_loader_has_an_entry_point_and_no_interpreter():
@@ -54,7 +56,7 @@ def test_the_system_comes_from_class_and_machine(tmp_path, elf_class, little_end
 
 def test_a_static_program_has_no_interpreter(tmp_path):
     header = read(tmp_path, elf_bytes(interpreter=None, dynamic=False, elf_type=ET_EXEC))
-    assert header.interpreter is None and not header.has_dynamic
+    assert header.interpreter is None and header.dynamic is None
 
 
 def test_an_x86_64_kernel_runs_i386_but_not_aarch64(tmp_path):
@@ -78,7 +80,7 @@ def test_a_script_is_not_elf_and_keeps_its_first_bytes(tmp_path):
         (lambda data: data[:100], "truncated ELF file (it ends inside the program headers)"),
         (lambda data: data[:4] + b"\x07" + data[5:], "corrupt ELF header (unknown class 7)"),
         (lambda data: data[:5] + b"\x00" + data[6:], "corrupt ELF header (unknown byte order 0)"),
-        (lambda data: data[:56] + b"\x00\x00" + data[58:], "corrupt ELF header (no program headers)"),
+        (lambda data: data[:56] + b"\x00\x00" + data[58:], "corrupt ELF file (no loadable segment)"),
         (lambda data: data[:54] + b"\x20\x00" + data[56:], "corrupt ELF header (program header size 32, expected 56)"),
     ],
 )
@@ -100,3 +102,65 @@ def test_an_interpreter_without_its_nul_is_corrupt(tmp_path):
     data[-1:] = b"X"
     with pytest.raises(elf.ElfError, match="not NUL-terminated"):
         read(tmp_path, bytes(data))
+
+
+def _with_segment(data: bytes, offset: int, file_size: int, memory_size: int) -> bytes:
+    """elf_bytes' file with its PT_LOAD (the first program header) changed."""
+    load = 64 + 8  # p_offset, p_vaddr, p_paddr, p_filesz, p_memsz follow p_type and p_flags
+    fields = struct.pack("<QQQQQ", offset, offset, offset, file_size, memory_size)
+    return data[:load] + fields + data[load + len(fields):]
+
+
+def test_a_loadable_segment_that_ends_past_the_end_of_the_file_is_truncation(tmp_path):
+    data = elf_bytes()
+    with pytest.raises(elf.ElfError, match="truncated ELF file .* ends past the end of the file"):
+        read(tmp_path, _with_segment(data, 0, len(data) + 1, len(data) + 1))
+
+
+def test_a_loadable_segment_with_more_file_than_memory_is_corrupt(tmp_path):
+    with pytest.raises(elf.ElfError, match="more bytes in the file than in memory"):
+        read(tmp_path, _with_segment(elf_bytes(), 0, 64, 32))
+
+
+def test_an_object_file_without_program_headers_is_read_and_left_to_the_caller(tmp_path):
+    data = elf_bytes(elf_type=ET_REL)
+    header = read(tmp_path, data[:56] + b"\x00\x00" + data[58:])
+    assert (header.type, header.loads) == (ET_REL, ())
+
+
+def segment(offset: int, size: int, flags: int) -> elf.Segment:
+    return elf.Segment(offset, size, size, flags)
+
+
+R, RX, RW = elf.PF_R, elf.PF_R | elf.PF_X, elf.PF_R | elf.PF_W
+
+
+@pytest.mark.parametrize(
+    "loads, expected",
+    [
+        # GNU ld -z separate-code: headers (R), code (RX), read-only data (R), data (RW)
+        ([segment(0, 100, R), segment(4096, 500, RX), segment(8192, 300, R), segment(12288, 50, RW)],
+         [(0, 100), (8192, 300)]),
+        # GNU ld -z noseparate-code: read-only data shares the code's segment
+        ([segment(0, 900, RX), segment(4096, 50, RW)], [(0, 900)]),
+        # lld: headers and read-only data (R), then code (RX), then data (RW)
+        ([segment(0, 700, R), segment(4096, 500, RX), segment(8192, 50, RW)], [(0, 700)]),
+        # nothing but writable data
+        ([segment(0, 100, RW)], []),
+    ],
+)
+def test_constant_data_is_where_the_linker_puts_read_only_data(loads, expected):
+    assert elf.constant_data(loads) == expected
+
+
+@pytest.mark.parametrize("layout", ["-Wl,-z,separate-code", "-Wl,-z,noseparate-code"])
+def test_a_compiled_programs_string_constants_are_in_its_constant_data(tmp_path, layout):
+    source = tmp_path / "strings.c"
+    source.write_text('#include <stdio.h>\nint main(void) { puts("a constant to find"); return 0; }\n')
+    program = tmp_path / "strings"
+    subprocess.run(["gcc", "-O2", layout, "-o", program, source], check=True, timeout=120)
+    data = program.read_bytes()
+    where = data.index(b"a constant to find")
+    ranges = elf.constant_data(elf.read_header(os.fsencode(program)).loads)
+    assert any(offset <= where < offset + size for offset, size in ranges)
+    assert sum(size for _, size in ranges) < len(data)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 from collections import namedtuple
@@ -306,6 +307,27 @@ def test_the_cli_gives_the_program_the_callers_environment_even_under_the_c_loca
     assert parse_env_output(env_output) == {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
 
 
+EXEC_WITH_BLOCK = """
+import ast, sys
+from nixld._execve import execve
+command, entries = ast.literal_eval(sys.argv[1])
+execve(command[0], command, entries)
+"""
+
+
+def test_the_cli_passes_on_the_callers_environment_block_entry_for_entry(cli, probe):
+    """A name given twice stays given twice, in its place (getenv() finds the first, and
+    so must the program), and an entry without "=" is passed on too: the block is the
+    caller's, not a dictionary made of it."""
+    entries = [b"PATH=/usr/bin:/bin", b"LANG=C.UTF-8", b"NIX_LD=" + REAL_LOADER.encode(), b"TWICE=first",
+               b"NO_EQUALS_SIGN", b"TWICE=second", b"=nameless"]
+    command = [os.fsencode(word) for word in (*cli, "run", probe, "env", "/usr/bin/env")]
+    result = subprocess.run([sys.executable, "-c", EXEC_WITH_BLOCK, repr((command, entries))],
+                            capture_output=True, timeout=TIMEOUT)
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout.split(b"\n", 2)[2].splitlines() == entries
+
+
 # ---------------------------------------------------------------------------------------------
 # Arguments
 
@@ -473,6 +495,16 @@ def test_output_written_before_exec_foreign_is_not_lost(probe):
 
 # ---------------------------------------------------------------------------------------------
 # Programs that need no loader run directly
+
+
+def test_with_nothing_configured_a_distribution_program_runs_through_its_own_interpreter(launch, native_probe):
+    """Off NixOS, with no NIX_LD and no nix-ld default, the program's own interpreter is the
+    loader of last resort: `nixld run` works on any machine."""
+    assert not os.path.exists(DEFAULT_LOADER)
+    env = environment(NIX_LD=None, NIX_LD_LOG="info")
+    result = launch(native_probe, "argv", "hi", env=env)
+    assert (result.returncode, result.stdout) == (0, lines(native_probe, "argv", "hi"))
+    assert b"the program's own interpreter; NIX_LD_x86_64_linux and NIX_LD are unset" in result.stderr
 
 
 @pytest.mark.parametrize("which", ["static_probe", "static_pie_probe"])
@@ -764,6 +796,18 @@ def _truncated(source: str, target: Path, size: int) -> str:
     return str(target)
 
 
+def _program_headers_overwritten(source: str, target: Path, byte: int) -> str:
+    """A copy of `source` whose program header table is `byte` repeated: no PT_LOAD, no
+    PT_INTERP. Started as it is, the kernel maps nothing and the process dies by SIGSEGV."""
+    data = bytearray(Path(source).read_bytes())
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    data[phoff:phoff + phentsize * phnum] = bytes([byte]) * (phentsize * phnum)
+    target.write_bytes(bytes(data))
+    target.chmod(0o755)
+    return str(target)
+
+
 def _text_file(target: Path) -> str:
     target.write_text("just some text\n")
     target.chmod(0o755)
@@ -815,6 +859,15 @@ BAD_INPUTS = {
     "ELF cut to 100 bytes": lambda tmp, built: BadInput(
         _truncated(built.probe, tmp / "cut-100", 100), environment(), nixld.NotExecutable, 126,
         (str(tmp / "cut-100"), "truncated")),
+    "ELF cut in half": lambda tmp, built: BadInput(
+        _truncated(built.probe, tmp / "cut-half", os.path.getsize(built.probe) // 2), environment(),
+        nixld.NotExecutable, 126, (str(tmp / "cut-half"), "truncated", "loadable segment")),
+    "program headers of zeros": lambda tmp, built: BadInput(
+        _program_headers_overwritten(built.probe, tmp / "zeros", 0), environment(), nixld.NotExecutable, 126,
+        (str(tmp / "zeros"), "corrupt", "no loadable segment")),
+    "program headers of 0xff bytes": lambda tmp, built: BadInput(
+        _program_headers_overwritten(built.probe, tmp / "ones", 0xFF), environment(), nixld.NotExecutable, 126,
+        (str(tmp / "ones"), "corrupt", "no loadable segment")),
     "program of another architecture": lambda tmp, built: BadInput(
         _patch_machine(built.probe, tmp / "aarch64-program"), environment(), nixld.ArchitectureMismatch, 126,
         (str(tmp / "aarch64-program"), "aarch64", "x86_64")),
@@ -829,6 +882,15 @@ BAD_INPUTS = {
         tmp, built, _copy(REAL_LOADER, tmp / "ld-noexec.so", 0o644)),
     "loader of another architecture": lambda tmp, built: _with_loader(
         tmp, built, _patch_machine(REAL_LOADER, tmp / "ld-aarch64.so"), "aarch64", "x86_64"),
+    "loader is a static program": lambda tmp, built: _with_loader(
+        tmp, built, built.static_probe, "statically linked program", "NIX_LD"),
+    "loader is a static-pie program": lambda tmp, built: _with_loader(
+        tmp, built, built.static_pie_probe, "static-pie program", "NIX_LD"),
+    "loader with its program headers overwritten": lambda tmp, built: _with_loader(
+        tmp, built, _program_headers_overwritten(REAL_LOADER, tmp / "ld-zeros.so", 0), "no loadable segment"),
+    "loader named by NIX_LD_x86_64_linux missing": lambda tmp, built: BadInput(
+        built.probe, environment(NIX_LD_x86_64_linux=str(tmp / "no-ld.so")), nixld.LoaderError, 126,
+        (str(tmp / "no-ld.so"), "set NIX_LD_x86_64_linux to the path of an x86_64 loader")),
 }
 
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nixld import config, plan_launch
-from nixld.loader import MODE_ENVIRONMENT, MODE_LIBRARY_PATH
+from nixld.loader import MODE_ENVIRONMENT, MODE_LIBRARY_PATH, environment_entries, environment_lookup
 
 DEFAULT_DIR = b"/run/current-system/sw/share/nix-ld/lib"
 SYSTEM = "x86_64_linux"
@@ -130,7 +130,7 @@ def test_the_system_specific_variables_take_precedence(env):
 def test_in_library_path_mode_the_program_gets_the_callers_environment_byte_for_byte(files, env, libs):
     launch = plan_launch(files["program"], libs, env=env, ld=files["loader"])
     assert launch.mode == MODE_LIBRARY_PATH
-    assert launch.env == tuple(env.items())
+    assert launch.env == environment_entries(env)
     assert list(launch.library_path) == expected_search_path(env, libs)
     assert launch.argv[1:3] == (b"--library-path", b":".join(expected_search_path(env, libs)))
 
@@ -139,12 +139,13 @@ def test_in_library_path_mode_the_program_gets_the_callers_environment_byte_for_
 def test_without_library_path_support_only_ld_library_path_changes(files, env, libs):
     launch = plan_launch(files["program"], libs, env=env, ld=files["old_loader"])
     assert launch.mode == MODE_ENVIRONMENT
-    rewritten = dict(launch.env)
+    rewritten = environment_lookup(launch.env)
     assert rewritten[b"LD_LIBRARY_PATH"] == b":".join(expected_search_path(env, libs))
     assert {k: v for k, v in rewritten.items() if k != b"LD_LIBRARY_PATH"} == {
         k: v for k, v in env.items() if k != b"LD_LIBRARY_PATH"
     }
-    assert [k for k, _ in launch.env if k != b"LD_LIBRARY_PATH"] == [k for k in env if k != b"LD_LIBRARY_PATH"]
+    names = [entry.split(b"=", 1)[0] for entry in launch.env]
+    assert [k for k in names if k != b"LD_LIBRARY_PATH"] == [k for k in env if k != b"LD_LIBRARY_PATH"]
 
 
 @given(environments, library_args)
@@ -168,6 +169,6 @@ def test_the_loader_variable_loses_exactly_one_trailing_newline(value):
 def test_environment_names_and_values_need_not_be_utf8(files):
     env = {b"\xff\xfeNAME": b"\x80value", b"LD_LIBRARY_PATH": b"/\xff/lib"}
     launch = plan_launch(files["program"], env=env, ld=files["loader"])
-    assert launch.env == tuple(env.items())
+    assert launch.env == environment_entries(env)
     assert launch.library_path[0] == b"/\xff/lib"
     assert os.fsencode(os.fsdecode(launch.argv[2])) == launch.argv[2]

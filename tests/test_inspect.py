@@ -5,8 +5,9 @@ the same --library-path) with LD_TRACE_LOADED_OBJECTS=1, which is what ldd sets:
 library, prints the list, and runs nothing. (`ld.so --list` would do, but glibc 2.36's gives up
 at the first library it cannot find.) LD_DEBUG=libs says which step of the search found each
 library. The programs are this machine's own, and the small ones conftest.py builds for every
-search rule (`inspect_tree`, `i386_tree`); where the loader cannot run a file (another machine's,
-a hand-made one from tests/crafted.py), the expected result is reasoned out below instead.
+search rule (`inspect_tree`, `i386_decoys`, `i386_programs`); where the loader cannot run a
+file (another machine's, a hand-made one from tests/crafted.py), the expected result is
+reasoned out below instead.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from crafted import EM_AARCH64, EM_X86_64, dynamic_elf_bytes, write_dynamic_elf, write_elf, write_loader
+from crafted import EM_386, EM_AARCH64, EM_X86_64, dynamic_elf_bytes, write_dynamic_elf, write_elf, write_loader
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nixld
+import nixld.glibc
 import nixld.objects
 from nixld.resolve import Inspection, Inspector
 
@@ -584,8 +586,8 @@ def test_a_foreign_program_resolves_through_the_configured_loader(uses_library, 
     assert_resolves_like_the_loader(inspection)
 
 
-def test_a_32_bit_library_in_the_way_is_skipped_and_named_in_a_warning(i386_tree):
-    decoy = i386_tree.root / "decoy"
+def test_a_32_bit_library_in_the_way_is_skipped_and_named_in_a_warning(i386_decoys):
+    decoy = i386_decoys
     inspection = inspect(decoy / "prog")
     assert found(inspection, b"libdecoy.so") == (as_bytes(decoy / "d64/libdecoy.so"), "runpath")
     assert warned(inspection, "skipped", str(decoy / "d32/libdecoy.so"), "i386", "x86_64")
@@ -595,8 +597,8 @@ def test_a_32_bit_library_in_the_way_is_skipped_and_named_in_a_warning(i386_tree
     assert_resolves_like_the_loader(inspection)
 
 
-def test_a_32_bit_library_on_the_library_path_is_skipped_too(i386_tree):
-    decoy = i386_tree.root / "decoy"
+def test_a_32_bit_library_on_the_library_path_is_skipped_too(i386_decoys):
+    decoy = i386_decoys
     inspection = inspect(decoy / "plain-prog", LD_LIBRARY_PATH=f"{decoy / 'd32'}:{decoy / 'd64'}")
     assert found(inspection, b"libdecoy.so") == (as_bytes(decoy / "d64/libdecoy.so"), "library-path")
     assert warned(inspection, "skipped", str(decoy / "d32/libdecoy.so"))
@@ -608,25 +610,28 @@ def test_a_library_of_the_right_class_gets_no_skip_warning(inspect_tree):
     assert not warned(inspection, "skipped")
 
 
-def test_a_32_bit_program_resolves_with_the_32_bit_loader_and_its_cache_and_directories(i386_tree):
-    inspection = inspect(i386_tree.root / "i386/prog32", NIX_LD_i686_linux=i386_tree.loader)
+def test_a_32_bit_program_resolves_with_the_32_bit_loader_and_its_cache_and_directories(i386_programs):
+    inspection = inspect(i386_programs.root / "prog32", NIX_LD_i686_linux=i386_programs.loader)
     assert (inspection.elf_class, inspection.machine, inspection.system) == (32, "i386", "i686_linux")
-    assert (inspection.loader.path, inspection.loader.source) == (as_bytes(i386_tree.loader), "NIX_LD_i686_linux")
+    assert (inspection.loader.path, inspection.loader.source) == (as_bytes(i386_programs.loader), "NIX_LD_i686_linux")
     assert inspection.loader.facts_source == "--help"
     assert inspection.missing == ()
     assert_resolves_like_the_loader(inspection)
 
 
-def test_a_32_bit_program_skips_a_64_bit_library_in_its_way(i386_tree):
-    i386 = i386_tree.root / "i386"
-    inspection = inspect(i386 / "prog32-lib", NIX_LD_i686_linux=i386_tree.loader)
+def test_a_32_bit_program_skips_a_64_bit_library_in_its_way(i386_programs):
+    i386 = i386_programs.root
+    inspection = inspect(i386 / "prog32-lib", NIX_LD_i686_linux=i386_programs.loader)
     assert found(inspection, b"libthirty.so") == (as_bytes(i386 / "lib32/libthirty.so"), "runpath")
     assert warned(inspection, "skipped", str(i386 / "decoy64/libthirty.so"), "x86_64 (64-bit)", "i386 (32-bit)")
     assert_resolves_like_the_loader(inspection)
 
 
-def test_a_32_bit_program_with_a_64_bit_loader_gets_a_warning_naming_the_variable_to_set(i386_tree):
-    inspection = inspect(i386_tree.root / "i386/prog32")
+def test_a_32_bit_program_with_a_64_bit_loader_gets_a_warning_naming_the_variable_to_set(tmp_path):
+    """No loader runs here, so the 32-bit program is a hand-made one (tests/crafted.py)."""
+    program = write_dynamic_elf(tmp_path / "prog32", elf_class=32, machine=EM_386,
+                                interpreter=b"/lib/ld-linux.so.2", needed=(b"libc.so.6",))
+    inspection = inspect(program)
     assert inspection.loader.source == "NIX_LD"
     assert warned(inspection, REAL_LOADER, "NIX_LD_i686_linux")
 
@@ -744,11 +749,19 @@ def test_a_missing_loader_still_gives_a_report_with_a_warning(inspect_tree, tmp_
     assert found(inspection, b"libprec.so") == (as_bytes(inspect_tree.root / "prec/a/libprec.so"), "rpath")
 
 
-def test_without_nix_ld_the_report_names_nix_lds_default_loader(inspect_tree):
-    inspection = nixld.inspect(inspect_tree.root / "plain", env={})
+def test_without_nix_ld_the_report_names_nix_lds_default_loader(uses_library):
+    inspection = nixld.inspect(uses_library, env={})
     assert inspection.loader.path == b"/run/current-system/sw/share/nix-ld/lib/ld.so"
     assert inspection.loader.source == "default"
     assert inspection.search_path == (b"/run/current-system/sw/share/nix-ld/lib",)
+    assert warned(inspection, "does not exist", "NIX_LD_x86_64_linux", "programs.nix-ld.enable")
+
+
+def test_without_nix_ld_or_its_default_the_programs_own_interpreter_is_the_loader_as_for_run(inspect_tree):
+    inspection = nixld.inspect(inspect_tree.root / "plain", env={})
+    assert (inspection.loader.path, inspection.loader.source) == (as_bytes(REAL_LOADER), "interpreter")
+    assert inspection.loader.path == nixld.plan_launch(inspect_tree.root / "plain", env={}).loader
+    assert inspection.missing == ()
 
 
 def test_the_loader_is_chosen_as_nixld_run_chooses_it(inspect_tree, tmp_path):
@@ -1171,3 +1184,163 @@ def test_a_relative_library_directory_is_taken_from_the_working_directory_of_eac
     monkeypatch.chdir(inspect_tree.root / "missing")
     assert found(inspector.inspect(program, ["gone"], env=environment()), b"libgone.so") == (
         b"gone/libgone.so", "library-path")
+
+
+# ---------------------------------------------------------------------------------------------
+# Agreement with `nixld run`, and reading no more than the loader does
+
+
+def _overwrite_program_headers(source: Path, target: Path, byte: int) -> Path:
+    data = bytearray(source.read_bytes())
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    data[phoff:phoff + phentsize * phnum] = bytes([byte]) * (phentsize * phnum)
+    target.write_bytes(bytes(data))
+    target.chmod(0o755)
+    return target
+
+
+@pytest.mark.parametrize("damage", ["headers of zeros", "headers of 0xff bytes", "cut in half"])
+def test_inspect_and_run_agree_that_an_unmappable_program_is_corrupt(nixld_script, inspect_tree, tmp_path, damage):
+    plain = inspect_tree.root / "plain"
+    if damage == "cut in half":
+        damaged = tmp_path / "damaged"
+        damaged.write_bytes(plain.read_bytes()[:plain.stat().st_size // 2])
+        damaged.chmod(0o755)
+    else:
+        damaged = _overwrite_program_headers(plain, tmp_path / "damaged", 0 if "zeros" in damage else 0xFF)
+    inspected = nixld_inspect(nixld_script, damaged)
+    ran = subprocess.run([nixld_script, "run", damaged], env={"LANG": "C.UTF-8", **environment()},
+                         capture_output=True, timeout=TIMEOUT)
+    assert (inspected.returncode, ran.returncode) == (126, 126)
+    assert inspected.stderr == ran.stderr
+    assert_one_nixld_line(inspected.stderr, str(damaged), "loadable segment")
+
+
+def test_a_bug_while_parsing_is_not_reported_as_the_users_corrupt_file(inspect_tree, monkeypatch):
+    """Only what a parser raises on bad bytes means a corrupt file; an error of nixld's own
+    must surface as itself, or the fuzz test below could not tell the two apart."""
+    def broken(*args):
+        raise TypeError("a bug of nixld's")
+
+    monkeypatch.setattr(nixld.objects, "_dynamic_tags", broken)
+    with pytest.raises(TypeError, match="a bug of nixld's"):
+        Inspector().inspect(inspect_tree.root / "plain", env=environment())
+
+
+def _padded(source: Path, target: Path, padding: int, tail: bytes = b"") -> Path:
+    """`source` followed by `padding` bytes of zeros (a hole: no disk is used) and `tail`."""
+    shutil.copyfile(source, target)
+    with open(target, "r+b") as stream:
+        stream.seek(padding, os.SEEK_END)
+        stream.write(tail)
+    target.chmod(0o755)
+    return target
+
+
+def test_proc_self_exe_is_looked_for_only_where_string_constants_are_loaded(probe, inspect_tree, tmp_path):
+    """The probe mentions /proc/self/exe in its read-only data; a file that mentions it only
+    past its loaded segments (here, after 2 GiB of padding) does not, and its size costs
+    nothing: the padding is never read."""
+    padded_probe = _padded(Path(probe), tmp_path / "padded-probe", 2 << 30)
+    assert warned(inspect(padded_probe), "mentions /proc/self/exe")
+    mentions_in_padding = _padded(inspect_tree.root / "plain", tmp_path / "padded-plain", 2 << 30, b"/proc/self/exe")
+    assert not warned(inspect(mentions_in_padding), "/proc/self/exe")
+
+
+def _claiming_the_whole_file(data: bytes, size: int) -> bytearray:
+    """A 64-bit dynamic_elf_bytes file whose PT_LOAD, PT_DYNAMIC and DT_STRSZ all run to the
+    end of a file of `size` bytes."""
+    data = bytearray(data)
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phnum, = struct.unpack_from("<H", data, 56)
+    for at in range(phoff, phoff + 56 * phnum, 56):
+        p_type, = struct.unpack_from("<I", data, at)
+        offset, = struct.unpack_from("<Q", data, at + 8)
+        if p_type in (1, 2):  # PT_LOAD, PT_DYNAMIC
+            struct.pack_into("<QQ", data, at + 32, size - offset, size - offset)
+            if p_type == 2:
+                dynamic = offset
+    for at in range(dynamic, len(data), 16):
+        if struct.unpack_from("<q", data, at)[0] == 10:  # DT_STRSZ
+            struct.pack_into("<Q", data, at + 8, size)
+    return data
+
+
+def test_a_dynamic_section_and_string_table_claiming_the_whole_file_are_read_only_as_far_as_needed(tmp_path, monkeypatch):
+    """A PT_DYNAMIC and a DT_STRSZ that span a 2 GiB file: the loader walks the table to
+    DT_NULL and reads each string to its NUL, and so does nixld."""
+    size = 2 << 30
+    program = tmp_path / "claims-all"
+    program.write_bytes(_claiming_the_whole_file(
+        dynamic_elf_bytes(interpreter=REAL_LOADER.encode(), needed=(b"libc.so.6",)), size))
+    os.truncate(program, size)
+    program.chmod(0o755)
+    read = []
+    original = nixld.objects._Reader.read
+
+    def counting(self, offset, length, what):
+        read.append(length)
+        return original(self, offset, length, what)
+
+    monkeypatch.setattr(nixld.objects._Reader, "read", counting)
+    inspection = Inspector().inspect(program, env=environment())
+    assert inspection.needed == (b"libc.so.6",)
+    assert sum(read) < 64 * 1024
+
+
+def test_a_cache_cut_inside_its_table_of_entries_is_refused_as_glibc_refuses_it(tmp_path):
+    for size in (len(b"glibc-ld.so.cache1.1"), 40, 100):
+        truncated = tmp_path / f"ld.so.cache-{size}"
+        truncated.write_bytes(_REAL_CACHE[:size])
+        with pytest.raises(ValueError, match="truncated"):
+            nixld.glibc.LdCache.read(os.fsencode(truncated))
+
+
+def test_a_cache_cut_inside_its_strings_keeps_only_the_entries_glibc_keeps_and_says_so():
+    whole = nixld.glibc.LdCache._from_bytes(_REAL_CACHE)
+    cut = nixld.glibc.LdCache._from_bytes(_REAL_CACHE[:len(_REAL_CACHE) // 2])
+    assert whole.damage is None and "truncated" in cut.damage
+    kept = [soname for soname in whole._entries if cut.lookup(soname, 64, EM_X86_64, ()) is not None]
+    assert 0 < len(kept) < len(whole._entries)
+    assert all(cut.lookup(soname, 64, EM_X86_64, ()) == whole.lookup(soname, 64, EM_X86_64, ()) for soname in kept)
+
+
+@settings(max_examples=300)
+@given(cut=st.integers(0, 1 << 20), changes=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)),
+                                                     max_size=8))
+def test_a_damaged_cache_is_read_or_refused_with_a_value_error_never_a_crash(cut, changes):
+    data = bytearray(_REAL_CACHE[:cut % (len(_REAL_CACHE) + 1)])
+    for offset, byte in changes:
+        if data:
+            data[offset % len(data)] = byte
+    with time_limit(10):
+        try:
+            nixld.glibc.LdCache._from_bytes(bytes(data))
+        except ValueError:
+            pass
+
+
+_REAL_CACHE = Path("/etc/ld.so.cache").read_bytes()
+
+
+def test_inspect_in_a_world_whose_cache_is_truncated_warns_and_resolves_as_the_loader_does(nixld_script, tmp_path):
+    """/etc/ld.so.cache cut short under a mount namespace: glibc ignores it and searches its
+    system directories; nixld warns and does the same."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.fail("unshare (util-linux) is required", pytrace=False)
+    truncated = tmp_path / "ld.so.cache"
+    truncated.write_bytes(_REAL_CACHE[:len(_REAL_CACHE) // 2])
+    script = ('mount --bind "$1" /etc/ld.so.cache && "$2" inspect --json /usr/bin/ls > "$3" '
+              '&& LD_TRACE_LOADED_OBJECTS=1 /lib64/ld-linux-x86-64.so.2 /usr/bin/ls > "$4"')
+    result = subprocess.run([unshare, "-rm", "/bin/sh", "-c", script, "sh", truncated, nixld_script,
+                             tmp_path / "inspected", tmp_path / "traced"],
+                            env={"LANG": "C.UTF-8", **environment()}, capture_output=True, timeout=TIMEOUT)
+    assert (result.returncode, result.stderr) == (0, b"")
+    document = json.loads((tmp_path / "inspected").read_bytes())
+    assert any("the loader's cache /etc/ld.so.cache is truncated" in warning for warning in document["warnings"])
+    traced = parse_trace(subprocess.CompletedProcess([], 0, (tmp_path / "traced").read_bytes(), b""), REAL_LOADER)
+    assert [(library["soname"].encode(), library["path"].encode()) for library in document["libraries"]
+            if library["via"] != "loader"] == [entry for entry in traced if entry[0] != THE_LOADER]
+    assert all(library["via"] != "cache" for library in document["libraries"])

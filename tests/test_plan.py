@@ -11,10 +11,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from crafted import EM_386, EM_AARCH64, ET_CORE, ET_EXEC, ET_REL, write_elf, write_loader
+from crafted import EM_386, EM_AARCH64, EM_RISCV, EM_X86_64, ET_CORE, ET_EXEC, ET_REL, write_elf, write_loader
 
 import nixld
-from nixld.loader import MODE_DIRECT, MODE_ENVIRONMENT, MODE_LIBRARY_PATH
+from nixld.config import DEFAULT_LOADER
+from nixld.elf import read_header
+from nixld.loader import MODE_DIRECT, MODE_ENVIRONMENT, MODE_LIBRARY_PATH, environment_entries, environment_lookup
 
 X86_64_INTERPRETER = b"/lib64/ld-linux-x86-64.so.2"
 
@@ -27,6 +29,10 @@ def program(tmp_path):
 @pytest.fixture
 def loader(tmp_path):
     return write_loader(tmp_path / "ld.so")
+
+
+def elf_interpreter(path: bytes) -> bytes:
+    return read_header(path).interpreter
 
 
 def plan(program, env, **kwargs):
@@ -44,7 +50,7 @@ def test_the_plan_runs_the_loader_with_the_library_path_on_its_command_line(prog
     assert launch.executable == loader
     assert launch.argv == (loader, b"--library-path", b"/nix/lib", b"--argv0", b"tool-name",
                            program, b"--flag", b"")
-    assert launch.env == tuple(env.items())
+    assert launch.env == environment_entries(env)
     assert (launch.loader_source, launch.system) == ("NIX_LD", "x86_64_linux")
 
 
@@ -70,8 +76,8 @@ def test_a_loader_without_library_path_gets_it_in_ld_library_path_and_a_warning(
     launch = plan(program, env)
     assert launch.mode == MODE_ENVIRONMENT
     assert launch.argv == (old_loader, program)
-    assert dict(launch.env)[b"LD_LIBRARY_PATH"] == b"/mine:/nix"
-    assert [name for name, _ in launch.env] == list(env)
+    assert environment_lookup(launch.env)[b"LD_LIBRARY_PATH"] == b"/mine:/nix"
+    assert [entry.split(b"=")[0] for entry in launch.env] == list(env)
     assert any("children will inherit" in message for message in levels(launch.decisions, "warn"))
 
 
@@ -169,7 +175,7 @@ def test_a_static_program_runs_directly_with_the_environment_untouched(tmp_path)
     env = {b"LD_LIBRARY_PATH": b"/x", b"NIX_LD_LIBRARY_PATH": b"/y"}
     launch = plan(static, env, argv=[b"name", b"arg"])
     assert (launch.mode, launch.executable, launch.argv, launch.loader) == (MODE_DIRECT, static, (b"name", b"arg"), None)
-    assert launch.env == tuple(env.items())
+    assert launch.env == environment_entries(env)
 
 
 def test_a_script_runs_directly(tmp_path):
@@ -312,7 +318,7 @@ def test_the_plan_is_immutable_data(program, loader):
 
 def test_str_environments_are_encoded_and_bad_names_refused(program, loader):
     launch = plan(program, {"NIX_LD": os.fsdecode(loader), "LANG": "C.UTF-8"})
-    assert (b"LANG", b"C.UTF-8") in launch.env
+    assert b"LANG=C.UTF-8" in launch.env
     for bad in ({"": "x"}, {"A=B": "x"}, {"A": "x\0y"}):
         with pytest.raises(ValueError):
             plan(program, {**bad, "NIX_LD": os.fsdecode(loader)})
@@ -321,5 +327,186 @@ def test_str_environments_are_encoded_and_bad_names_refused(program, loader):
 def test_the_default_environment_is_the_processes_own(program, loader, monkeypatch):
     monkeypatch.setenv("NIX_LD", os.fsdecode(loader))
     launch = nixld.plan_launch(program)
-    assert launch.env == tuple(os.environb.items())
+    assert launch.env == environment_entries(os.environb)
     assert launch.loader == loader
+
+
+# ---------------------------------------------------------------------------------------------
+# What a loader is, and which C library's
+
+
+@pytest.mark.parametrize(
+    "fields, what",
+    [
+        ({"elf_type": ET_EXEC}, "a statically linked program"),
+        ({"interpreter": b"/lib64/ld-linux-x86-64.so.2"}, "a dynamically linked program"),
+        ({"entry": 0}, "a shared library"),
+    ],
+)
+def test_only_a_shared_object_with_an_entry_point_and_no_interpreter_is_a_loader(tmp_path, program, fields, what):
+    not_a_loader = write_loader(tmp_path / "ld.so", **fields)
+    with pytest.raises(nixld.LoaderError) as raised:
+        plan(program, {b"NIX_LD": not_a_loader})
+    assert f"is not an ELF program loader (it is {what}" in raised.value.message
+    assert raised.value.exit_status == 126
+
+
+def test_a_musl_loader_takes_the_library_path_and_argv0_on_its_command_line(tmp_path, program):
+    musl = write_loader(tmp_path / "ld-musl-x86_64.so.1", kind="musl")
+    launch = plan(program, {b"NIX_LD": musl, b"NIX_LD_LIBRARY_PATH": b"/nix/lib"}, argv=[b"tool"])
+    assert launch.mode == MODE_LIBRARY_PATH
+    assert launch.argv == (musl, b"--library-path", b"/nix/lib", b"--argv0", b"tool", program)
+    assert not levels(launch.decisions, "warn")
+    assert any("a musl loader" in message for message in levels(launch.decisions, "info"))
+
+
+def test_a_musl_loader_is_not_read_with_glibcs_spelling(tmp_path, program):
+    """musl stores `library-path`, not `--library-path`: glibc's spelling in a musl loader is
+    some other string, and must not count."""
+    musl = write_loader(tmp_path / "ld-musl.so", kind="musl", options=())
+    mixed = write_elf(tmp_path / "mixed.so", interpreter=None,
+                      payload=b"\0musl libc\0--library-path\0--argv0\0")
+    for loader in (musl, mixed):
+        launch = plan(program, {b"NIX_LD": loader})
+        assert launch.mode == MODE_ENVIRONMENT and b"--argv0" not in launch.argv
+
+
+def test_an_old_musl_loader_without_argv0_warns_when_argv0_differs(tmp_path, program):
+    musl = write_loader(tmp_path / "ld-musl.so", kind="musl", options=(b"--library-path",))
+    launch = plan(program, {b"NIX_LD": musl}, argv=[b"other-name"])
+    assert launch.mode == MODE_LIBRARY_PATH and b"--argv0" not in launch.argv
+    assert any("no --argv0 option" in message for message in levels(launch.decisions, "warn"))
+
+
+def test_an_unrecognised_loader_is_read_with_glibcs_spelling(tmp_path, program):
+    other = write_loader(tmp_path / "ld.so", kind="unknown")
+    launch = plan(program, {b"NIX_LD": other})
+    assert launch.mode == MODE_LIBRARY_PATH and b"--argv0" in launch.argv
+    assert any("an unrecognised loader" in message for message in levels(launch.decisions, "info"))
+
+
+def test_options_outside_the_loaders_read_only_data_do_not_count(tmp_path, program):
+    """String constants live in the loaded read-only segments; bytes after them (say, a
+    section that is never loaded) are no evidence of what the loader accepts."""
+    loader = tmp_path / "ld.so"
+    loader.write_bytes(Path(os.fsdecode(write_loader(loader, options=()))).read_bytes()
+                       + b"\0--library-path\0--argv0\0")
+    assert plan(program, {b"NIX_LD": os.fsencode(loader)}).mode == MODE_ENVIRONMENT
+
+
+def test_checking_the_real_loader_reads_its_read_only_data_not_the_whole_file(program, monkeypatch):
+    real = b"/lib64/ld-linux-x86-64.so.2"
+    read = []
+    pread = os.pread
+
+    def counting_pread(fd, size, offset):
+        data = pread(fd, size, offset)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "pread", counting_pread)
+    launch = plan(program, {b"NIX_LD": real})
+    assert (launch.mode, launch.argv[3]) == (MODE_LIBRARY_PATH, b"--argv0")
+    assert sum(read) < os.path.getsize(real) / 3
+
+
+# ---------------------------------------------------------------------------------------------
+# The last step of the loader's precedence: the program's own interpreter
+
+
+@pytest.fixture
+def no_nix_ld_default():
+    if os.path.exists(DEFAULT_LOADER):
+        pytest.skip(f"nix-ld's default loader {os.fsdecode(DEFAULT_LOADER)} exists on this machine")
+
+
+def test_with_no_loader_configured_an_existing_interpreter_that_is_a_loader_is_used(tmp_path, no_nix_ld_default):
+    interpreter = write_loader(tmp_path / "ld-linux-x86-64.so.2")
+    program = write_elf(tmp_path / "tool", interpreter=interpreter)
+    launch = plan(program, {b"NIX_LD": b"", b"PATH": b"/usr/bin"})
+    assert (launch.loader, launch.loader_source, launch.mode) == (interpreter, "interpreter", MODE_LIBRARY_PATH)
+    assert any("the program's own interpreter; NIX_LD_x86_64_linux and NIX_LD are unset and nix-ld's "
+               "default does not exist" in message for message in levels(launch.decisions, "info"))
+
+
+def test_a_distribution_program_runs_through_its_own_loader_without_configuration(no_nix_ld_default):
+    launch = plan(b"/usr/bin/true", {})
+    assert (launch.loader, launch.loader_source) == (elf_interpreter(b"/usr/bin/true"), "interpreter")
+
+
+@pytest.mark.parametrize("settings", [{b"NIX_LD": b"/nonexistent/ld.so"}, {b"NIX_LD_x86_64_linux": b"/nonexistent/ld.so"}])
+def test_a_loader_that_is_named_but_missing_is_an_error_even_when_the_interpreter_exists(settings):
+    with pytest.raises(nixld.LoaderError, match="/nonexistent/ld.so"):
+        plan(b"/usr/bin/true", settings)
+
+
+def test_an_interpreter_that_is_not_a_loader_is_not_used(tmp_path, no_nix_ld_default):
+    interpreter = write_elf(tmp_path / "not-a-loader", elf_type=ET_EXEC, interpreter=None)
+    program = write_elf(tmp_path / "tool", interpreter=interpreter)
+    with pytest.raises(nixld.LoaderError) as raised:
+        plan(program, {})
+    assert os.fsdecode(DEFAULT_LOADER) in raised.value.message and "does not exist" in raised.value.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Advice that names the setting in effect
+
+
+@pytest.mark.parametrize(
+    "settings, ld, advice",
+    [
+        ({b"NIX_LD_x86_64_linux": b"/nope"}, None, "set NIX_LD_x86_64_linux to the path of an x86_64 loader"),
+        ({b"NIX_LD": b"/nope"}, None, "set NIX_LD to the path of an x86_64 loader"),
+        ({b"NIX_LD": b"/elsewhere"}, b"/nope", "give --ld the path of an x86_64 loader"),
+        ({}, None, "set NIX_LD (or NIX_LD_x86_64_linux) to the path of an x86_64 loader"),
+    ],
+)
+def test_the_advice_for_a_missing_loader_names_the_setting_that_chose_it(program, settings, ld, advice):
+    with pytest.raises(nixld.LoaderError) as raised:
+        plan(program, settings, ld=ld)
+    assert raised.value.message.endswith(advice + (" (glibc's ld.so)" if ld or settings else
+                                                   " (glibc's ld.so); on NixOS, programs.nix-ld.enable = true sets it for you"))
+
+
+@pytest.mark.parametrize("class_, machine, name", [(32, EM_RISCV, "riscv32"), (32, EM_X86_64, "x32")])
+def test_a_program_of_a_machine_without_a_nix_system_name_is_told_to_use_ld(tmp_path, class_, machine, name):
+    program = write_elf(tmp_path / "tool", elf_class=class_, machine=machine)
+    with pytest.raises(nixld.ArchitectureMismatch) as raised:
+        plan(program, {b"NIX_LD": b"/lib64/ld-linux-x86-64.so.2"})
+    assert f"is a {name} program" in raised.value.message or f"is an {name} program" in raised.value.message
+    assert f"give --ld the path of {'an' if name == 'x32' else 'a'} {name} loader" in raised.value.message
+    assert "NIX_LD_" not in raised.value.message.replace("no NIX_LD_* variable", "")
+    loader = write_loader(tmp_path / "ld.so", elf_class=class_, machine=machine)
+    assert plan(program, {}, ld=loader).loader == loader
+
+
+def test_a_32_bit_program_with_a_64_bit_loader_is_told_to_set_the_i686_variable(tmp_path, loader):
+    program = write_elf(tmp_path / "tool32", elf_class=32, machine=EM_386)
+    with pytest.raises(nixld.LoaderError) as raised:
+        plan(program, {b"NIX_LD": loader})
+    assert "is an x86_64 loader but" in raised.value.message and "is an i386 program" in raised.value.message
+    assert raised.value.message.endswith("set NIX_LD_i686_linux to the path of an i386 loader")
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments of the wrong kind
+
+
+@pytest.mark.parametrize("argv", ["abc", b"xy", bytearray(b"xy"), Path("/bin/x")])
+@pytest.mark.parametrize("call", [nixld.plan_launch, nixld.exec_foreign, nixld.run_foreign, nixld.spawn_foreign],
+                         ids=lambda call: call.__name__)
+def test_argv_given_as_one_string_is_refused_not_split_into_characters(program, loader, call, argv):
+    with pytest.raises(TypeError, match="argv must be a sequence of arguments"):
+        call(program, argv=argv, env={b"NIX_LD": loader})
+
+
+@pytest.mark.parametrize("call", [nixld.run_foreign, nixld.spawn_foreign], ids=lambda call: call.__name__)
+@pytest.mark.parametrize("keyword", ["shell", "executable", "args"])
+def test_subprocess_keywords_that_would_bypass_the_loader_are_refused(program, loader, call, keyword):
+    with pytest.raises(TypeError, match=keyword):
+        call(program, env={b"NIX_LD": loader}, **{keyword: True})
+
+
+def test_libs_none_means_no_extra_directories(program, loader):
+    env = {b"NIX_LD": loader, b"NIX_LD_LIBRARY_PATH": b"/nix/lib"}
+    assert plan(program, env, libs=None).library_path == (b"/nix/lib",)
