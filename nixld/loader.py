@@ -33,15 +33,17 @@ MODE_DIRECT = "direct"  # static programs and scripts: exec'd as they are
 _LIBRARY_PATH_OPTION = b"--library-path"
 _ARGV0_OPTION = b"--argv0"
 
-# How a loader's file shows which C library it belongs to, and how it spells the options it
-# accepts. glibc compares whole arguments with strcmp, so its option names are stored
-# NUL-terminated; musl compares what follows the leading "--" (argv[i]+2), so it stores the
-# names without it. A loader of neither kind is taken at its word: glibc's spelling or nothing.
+# How a loader's file shows which C library it belongs to (a string in its read-only data),
+# and the strings its option names are stored as. glibc compares whole arguments with strcmp;
+# musl compares what follows the leading "--" (argv[i]+2), so it stores the names without it.
+# A loader of neither kind is taken at its word: glibc's spelling or nothing. musl comes first:
+# its read-only data is six times glibc's, and a search that fails reads all of it.
+_GLIBC_SPELLING = {_LIBRARY_PATH_OPTION: b"--library-path", _ARGV0_OPTION: b"--argv0"}
 _LOADER_KINDS = (
-    ("glibc", b"GLIBC_PRIVATE\0", {_LIBRARY_PATH_OPTION: b"\0--library-path\0", _ARGV0_OPTION: b"\0--argv0\0"}),
-    ("musl", b"musl libc", {_LIBRARY_PATH_OPTION: b"\0library-path\0", _ARGV0_OPTION: b"\0argv0\0"}),
+    ("musl", b"musl libc", {_LIBRARY_PATH_OPTION: b"library-path", _ARGV0_OPTION: b"argv0"}),
+    ("glibc", b"GLIBC_PRIVATE", _GLIBC_SPELLING),
 )
-_UNKNOWN_LOADER = ("unrecognised", None, _LOADER_KINDS[0][2])
+_UNKNOWN_LOADER = ("unrecognised", None, _GLIBC_SPELLING)
 # Far more read-only data than any loader has (glibc's: 44 KiB, musl's: 290 KiB).
 _LOADER_DATA_LIMIT = 16 << 20
 
@@ -471,14 +473,26 @@ def check_loader(loader: bytes, source: str, system: str | None, program: bytes,
 def _loader_traits(fd: int, ranges: list[tuple[int, int]]) -> tuple[str, tuple[bytes, ...]]:
     """Which C library's loader this is, and the options it accepts, read from the loader's
     read-only data (`ranges`), where its strings are: a few tens of KiB, not the whole file."""
-    # NULs around each piece, so that no string runs from one piece into the next.
-    data = b"\0" + b"\0".join(os.pread(fd, size, offset) for offset, size in ranges) + b"\0"
+    pieces = [os.pread(fd, size, offset) for offset, size in ranges]
     for kind, mark, spellings in _LOADER_KINDS:
-        if mark in data:
+        if any(mark in piece for piece in pieces):
             break
     else:
         kind, _, spellings = _UNKNOWN_LOADER
-    return kind, tuple(option for option, spelling in spellings.items() if spelling in data)
+    return kind, tuple(option for option, spelling in spellings.items()
+                       if any(_holds_string(piece, spelling) for piece in pieces))
+
+
+def _holds_string(data: bytes, string: bytes) -> bool:
+    """True when `data` holds `string` as a C string of its own, with a NUL (or the edge of
+    `data`) on both sides, as help text ("  --library-path PATH") does not."""
+    start = data.find(string)
+    while start != -1:
+        end = start + len(string)
+        if (start == 0 or data[start - 1] == 0) and (end == len(data) or data[end] == 0):
+            return True
+        start = data.find(string, start + 1)
+    return False
 
 
 def loader_advice(source: str, system: str | None, machine: str) -> str:
