@@ -26,6 +26,9 @@ def demo(args: list[str]) -> int:
     if args:
         raise UsageError("demo takes no arguments")
     if not os.path.exists(PROGRAM):
+        if os.path.exists(os.path.join(os.path.dirname(_DEMO_DIR), os.pardir, "setup.py")):
+            raise NixLdError(f"{display(PROGRAM)} is missing: this nixld is a source tree that was "
+                             "not built; run the installed `nixld`, or Python from outside the tree")
         raise NixLdError(f"{display(PROGRAM)} is missing: this nixld was installed without its "
                          "demo; reinstall it from source with a C compiler present")
     header = elf.read_header(PROGRAM)

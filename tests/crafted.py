@@ -160,3 +160,16 @@ def write_dynamic_elf(path: Path, mode: int = 0o755, **fields) -> bytes:
     path.write_bytes(dynamic_elf_bytes(**fields))
     os.chmod(path, mode)
     return os.fsencode(path)
+
+
+def overwrite_program_headers(source, target: Path, byte: int) -> str:
+    """A copy of the 64-bit ELF file `source` at `target` whose program header table is `byte`
+    repeated: no PT_LOAD, no PT_INTERP. Started as it is, the kernel maps nothing and the
+    process dies by SIGSEGV. Returns the path as str."""
+    data = bytearray(Path(source).read_bytes())
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    data[phoff:phoff + phentsize * phnum] = bytes([byte]) * (phentsize * phnum)
+    target.write_bytes(bytes(data))
+    target.chmod(0o755)
+    return str(target)

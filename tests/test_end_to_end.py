@@ -12,13 +12,13 @@ import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from crafted import overwrite_program_headers
 from environments import explicit_environment
 from hypothesis import given
 from hypothesis import strategies as st
@@ -796,18 +796,6 @@ def _truncated(source: str, target: Path, size: int) -> str:
     return str(target)
 
 
-def _program_headers_overwritten(source: str, target: Path, byte: int) -> str:
-    """A copy of `source` whose program header table is `byte` repeated: no PT_LOAD, no
-    PT_INTERP. Started as it is, the kernel maps nothing and the process dies by SIGSEGV."""
-    data = bytearray(Path(source).read_bytes())
-    phoff, = struct.unpack_from("<Q", data, 32)
-    phentsize, phnum = struct.unpack_from("<HH", data, 54)
-    data[phoff:phoff + phentsize * phnum] = bytes([byte]) * (phentsize * phnum)
-    target.write_bytes(bytes(data))
-    target.chmod(0o755)
-    return str(target)
-
-
 def _text_file(target: Path) -> str:
     target.write_text("just some text\n")
     target.chmod(0o755)
@@ -863,10 +851,10 @@ BAD_INPUTS = {
         _truncated(built.probe, tmp / "cut-half", os.path.getsize(built.probe) // 2), environment(),
         nixld.NotExecutable, 126, (str(tmp / "cut-half"), "truncated", "loadable segment")),
     "program headers of zeros": lambda tmp, built: BadInput(
-        _program_headers_overwritten(built.probe, tmp / "zeros", 0), environment(), nixld.NotExecutable, 126,
+        overwrite_program_headers(built.probe, tmp / "zeros", 0), environment(), nixld.NotExecutable, 126,
         (str(tmp / "zeros"), "corrupt", "no loadable segment")),
     "program headers of 0xff bytes": lambda tmp, built: BadInput(
-        _program_headers_overwritten(built.probe, tmp / "ones", 0xFF), environment(), nixld.NotExecutable, 126,
+        overwrite_program_headers(built.probe, tmp / "ones", 0xFF), environment(), nixld.NotExecutable, 126,
         (str(tmp / "ones"), "corrupt", "no loadable segment")),
     "program of another architecture": lambda tmp, built: BadInput(
         _patch_machine(built.probe, tmp / "aarch64-program"), environment(), nixld.ArchitectureMismatch, 126,
@@ -887,7 +875,7 @@ BAD_INPUTS = {
     "loader is a static-pie program": lambda tmp, built: _with_loader(
         tmp, built, built.static_pie_probe, "static-pie program", "NIX_LD"),
     "loader with its program headers overwritten": lambda tmp, built: _with_loader(
-        tmp, built, _program_headers_overwritten(REAL_LOADER, tmp / "ld-zeros.so", 0), "no loadable segment"),
+        tmp, built, overwrite_program_headers(REAL_LOADER, tmp / "ld-zeros.so", 0), "no loadable segment"),
     "loader named by NIX_LD_x86_64_linux missing": lambda tmp, built: BadInput(
         built.probe, environment(NIX_LD_x86_64_linux=str(tmp / "no-ld.so")), nixld.LoaderError, 126,
         (str(tmp / "no-ld.so"), "set NIX_LD_x86_64_linux to the path of an x86_64 loader")),

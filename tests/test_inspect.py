@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from crafted import EM_386, EM_AARCH64, EM_X86_64, dynamic_elf_bytes, write_dynamic_elf, write_elf, write_loader
+from crafted import (EM_386, EM_AARCH64, EM_X86_64, dynamic_elf_bytes, overwrite_program_headers, write_dynamic_elf,
+                     write_elf, write_loader)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -1190,16 +1191,6 @@ def test_a_relative_library_directory_is_taken_from_the_working_directory_of_eac
 # Agreement with `nixld run`, and reading no more than the loader does
 
 
-def _overwrite_program_headers(source: Path, target: Path, byte: int) -> Path:
-    data = bytearray(source.read_bytes())
-    phoff, = struct.unpack_from("<Q", data, 32)
-    phentsize, phnum = struct.unpack_from("<HH", data, 54)
-    data[phoff:phoff + phentsize * phnum] = bytes([byte]) * (phentsize * phnum)
-    target.write_bytes(bytes(data))
-    target.chmod(0o755)
-    return target
-
-
 @pytest.mark.parametrize("damage", ["headers of zeros", "headers of 0xff bytes", "cut in half"])
 def test_inspect_and_run_agree_that_an_unmappable_program_is_corrupt(nixld_script, inspect_tree, tmp_path, damage):
     plain = inspect_tree.root / "plain"
@@ -1208,7 +1199,7 @@ def test_inspect_and_run_agree_that_an_unmappable_program_is_corrupt(nixld_scrip
         damaged.write_bytes(plain.read_bytes()[:plain.stat().st_size // 2])
         damaged.chmod(0o755)
     else:
-        damaged = _overwrite_program_headers(plain, tmp_path / "damaged", 0 if "zeros" in damage else 0xFF)
+        damaged = Path(overwrite_program_headers(plain, tmp_path / "damaged", 0 if "zeros" in damage else 0xFF))
     inspected = nixld_inspect(nixld_script, damaged)
     ran = subprocess.run([nixld_script, "run", damaged], env={"LANG": "C.UTF-8", **environment()},
                          capture_output=True, timeout=TIMEOUT)
