@@ -529,7 +529,7 @@ def _identity(path: bytes) -> tuple[int, int] | None:
 
 
 def _abi_name(abi: tuple[int, bool, int]) -> str:
-    return elf.ElfHeader(abi[0], abi[1], abi[2], 0, 0, None, False, ()).machine_name + f" ({abi[0]}-bit)"
+    return elf.ElfHeader(abi[0], abi[1], abi[2], 0, 0, None, None, ()).machine_name + f" ({abi[0]}-bit)"
 
 
 _DEFAULT_INSPECTOR: Inspector | None = None

@@ -1280,17 +1280,23 @@ def test_a_dynamic_section_and_string_table_claiming_the_whole_file_are_read_onl
     assert sum(read) < 64 * 1024
 
 
-def test_a_cache_cut_inside_its_table_of_entries_is_refused_as_glibc_refuses_it(tmp_path):
+@pytest.fixture(scope="module")
+def real_cache() -> bytes:
+    """This machine's /etc/ld.so.cache, which the loader reads (a Debian machine has one)."""
+    return Path("/etc/ld.so.cache").read_bytes()
+
+
+def test_a_cache_cut_inside_its_table_of_entries_is_refused_as_glibc_refuses_it(tmp_path, real_cache):
     for size in (len(b"glibc-ld.so.cache1.1"), 40, 100):
         truncated = tmp_path / f"ld.so.cache-{size}"
-        truncated.write_bytes(_REAL_CACHE[:size])
+        truncated.write_bytes(real_cache[:size])
         with pytest.raises(ValueError, match="truncated"):
             nixld.glibc.LdCache.read(os.fsencode(truncated))
 
 
-def test_a_cache_cut_inside_its_strings_keeps_only_the_entries_glibc_keeps_and_says_so():
-    whole = nixld.glibc.LdCache._from_bytes(_REAL_CACHE)
-    cut = nixld.glibc.LdCache._from_bytes(_REAL_CACHE[:len(_REAL_CACHE) // 2])
+def test_a_cache_cut_inside_its_strings_keeps_only_the_entries_glibc_keeps_and_says_so(real_cache):
+    whole = nixld.glibc.LdCache._from_bytes(real_cache)
+    cut = nixld.glibc.LdCache._from_bytes(real_cache[:len(real_cache) // 2])
     assert whole.damage is None and "truncated" in cut.damage
     kept = [soname for soname in whole._entries if cut.lookup(soname, 64, EM_X86_64, ()) is not None]
     assert 0 < len(kept) < len(whole._entries)
@@ -1300,8 +1306,8 @@ def test_a_cache_cut_inside_its_strings_keeps_only_the_entries_glibc_keeps_and_s
 @settings(max_examples=300)
 @given(cut=st.integers(0, 1 << 20), changes=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)),
                                                      max_size=8))
-def test_a_damaged_cache_is_read_or_refused_with_a_value_error_never_a_crash(cut, changes):
-    data = bytearray(_REAL_CACHE[:cut % (len(_REAL_CACHE) + 1)])
+def test_a_damaged_cache_is_read_or_refused_with_a_value_error_never_a_crash(real_cache, cut, changes):
+    data = bytearray(real_cache[:cut % (len(real_cache) + 1)])
     for offset, byte in changes:
         if data:
             data[offset % len(data)] = byte
@@ -1312,17 +1318,15 @@ def test_a_damaged_cache_is_read_or_refused_with_a_value_error_never_a_crash(cut
             pass
 
 
-_REAL_CACHE = Path("/etc/ld.so.cache").read_bytes()
-
-
-def test_inspect_in_a_world_whose_cache_is_truncated_warns_and_resolves_as_the_loader_does(nixld_script, tmp_path):
+def test_inspect_in_a_world_whose_cache_is_truncated_warns_and_resolves_as_the_loader_does(nixld_script, tmp_path,
+                                                                                          real_cache):
     """/etc/ld.so.cache cut short under a mount namespace: glibc ignores it and searches its
     system directories; nixld warns and does the same."""
     unshare = shutil.which("unshare")
     if unshare is None:
         pytest.fail("unshare (util-linux) is required", pytrace=False)
     truncated = tmp_path / "ld.so.cache"
-    truncated.write_bytes(_REAL_CACHE[:len(_REAL_CACHE) // 2])
+    truncated.write_bytes(real_cache[:len(real_cache) // 2])
     script = ('mount --bind "$1" /etc/ld.so.cache && "$2" inspect --json /usr/bin/ls > "$3" '
               '&& LD_TRACE_LOADED_OBJECTS=1 /lib64/ld-linux-x86-64.so.2 /usr/bin/ls > "$4"')
     result = subprocess.run([unshare, "-rm", "/bin/sh", "-c", script, "sh", truncated, nixld_script,
