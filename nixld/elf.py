@@ -75,6 +75,8 @@ _MAX_PROGRAM_HEADERS_BYTES = 65536
 _PATH_MAX = 4096
 # Of a dynamic table, as much as holds DT_FLAGS_1 in any real file (256 entries of 64 bits).
 _DYNAMIC_READ_LIMIT = 4096
+# Files are at most this large (off_t is signed 64-bit).
+_LARGEST_FILE_OFFSET = (1 << 63) - 1
 
 _LAYOUTS = {
     # class: (header format after e_ident, header size, program header format, its size)
@@ -194,7 +196,7 @@ def read_header_from(fd: int) -> ElfHeader:
     table_size = e_phnum * phdr_size
     if table_size > _MAX_PROGRAM_HEADERS_BYTES:
         raise ElfError(f"corrupt ELF header ({e_phnum} program headers)")
-    table = os.pread(fd, table_size, e_phoff)
+    table = _read_at(fd, table_size, e_phoff)
     if len(table) < table_size:
         raise ElfError("truncated ELF file (it ends inside the program headers)")
 
@@ -226,13 +228,22 @@ def dynamic_flags_1(fd: int, header: ElfHeader) -> int:
         return 0
     offset, size = header.dynamic
     entry = struct.Struct(("<" if header.little_endian else ">") + ("qQ" if header.elf_class == 64 else "iI"))
-    table = os.pread(fd, min(size, _DYNAMIC_READ_LIMIT) // entry.size * entry.size, offset)
+    table = _read_at(fd, min(size, _DYNAMIC_READ_LIMIT) // entry.size * entry.size, offset)
     for tag, value in entry.iter_unpack(table):
         if tag == DT_NULL:
             break
         if tag == DT_FLAGS_1:
             return value
     return 0
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    """os.pread, where a range no file can hold (a corrupt header's 64-bit offset, which pread
+    refuses or cannot even be given) reads as the end of the file: the caller's check for a
+    short read then reports the truncation."""
+    if offset > _LARGEST_FILE_OFFSET - size:
+        return b""
+    return os.pread(fd, size, offset)
 
 
 def check_loads(e_type: int, loads, file_size: int) -> None:
@@ -267,7 +278,7 @@ def read_interpreter(fd: int, offset: int, size: int) -> bytes:
     before it trusts one; raises ElfError."""
     if size < 2 or size > _PATH_MAX:
         raise ElfError(f"corrupt ELF program header (interpreter path of {size} bytes)")
-    data = os.pread(fd, size, offset)
+    data = _read_at(fd, size, offset)
     if len(data) < size:
         raise ElfError("truncated ELF file (it ends inside the interpreter path)")
     if data[-1] != 0:

@@ -211,7 +211,7 @@ class _Reader:
 
     def read(self, offset: int, size: int, what: str) -> bytes:
         if offset < 0 or size < 0 or offset + size > self.size:
-            raise ObjectError(f"truncated or corrupt ELF file ({what} lies outside the file)")
+            raise ObjectError(f"truncated or corrupt ELF file ({what}: outside the file)")
         self.stream.seek(offset)
         return self.stream.read(size)
 

@@ -104,6 +104,35 @@ def test_an_interpreter_without_its_nul_is_corrupt(tmp_path):
         read(tmp_path, bytes(data))
 
 
+# Offsets of the 64-bit header fields that hold a file offset, in elf_bytes' file: e_phoff, and
+# p_offset of its PT_INTERP (second program header) and PT_DYNAMIC (third).
+PROGRAM_HEADERS_OFFSET, INTERPRETER_OFFSET, DYNAMIC_OFFSET = 32, 64 + 56 + 8, 64 + 2 * 56 + 8
+
+
+@pytest.mark.parametrize("field, message", [
+    (PROGRAM_HEADERS_OFFSET, "truncated ELF file (it ends inside the program headers)"),
+    (INTERPRETER_OFFSET, "truncated ELF file (it ends inside the interpreter path)"),
+])
+@pytest.mark.parametrize("offset", [1 << 40, (1 << 63) - 1, 1 << 63, (1 << 64) - 1])
+def test_an_offset_past_any_file_is_truncation(tmp_path, field, message, offset):
+    data = elf_bytes()
+    with pytest.raises(elf.ElfError) as raised:
+        read(tmp_path, data[:field] + struct.pack("<Q", offset) + data[field + 8:])
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("offset", [1 << 40, 1 << 63, (1 << 64) - 1])
+def test_a_dynamic_table_past_any_file_holds_no_flags(tmp_path, offset):
+    data = elf_bytes()
+    path = tmp_path / "file"
+    path.write_bytes(data[:DYNAMIC_OFFSET] + struct.pack("<Q", offset) + data[DYNAMIC_OFFSET + 8:])
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert elf.dynamic_flags_1(fd, elf.read_header_from(fd)) == 0
+    finally:
+        os.close(fd)
+
+
 def _with_segment(data: bytes, offset: int, file_size: int, memory_size: int) -> bytes:
     """elf_bytes' file with its PT_LOAD (the first program header) changed."""
     load = 64 + 8  # p_offset, p_vaddr, p_paddr, p_filesz, p_memsz follow p_type and p_flags
