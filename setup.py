@@ -1,5 +1,6 @@
-"""Build hooks: the cffi C core, and the demo's foreign binary."""
+"""Build hooks: the cffi C core, the shim and the demo's foreign binary."""
 
+import importlib.util
 import os
 
 from setuptools import setup
@@ -10,12 +11,36 @@ from setuptools.command.build_ext import build_ext
 DEMO_INTERPRETER = "/nix/store/00000000000000000000000000000000-glibc-2.40/lib/ld-linux.so"
 
 
+def _shim_build():
+    """nixld/_shim_build.py, loaded by its path: importing the package needs its C core."""
+    spec = importlib.util.spec_from_file_location("_shim_build", os.path.join("nixld", "_shim_build.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class BuildExtWithDemo(build_ext):
-    """Builds the extensions, then `nixld/_demo/` beside them: a foreign program and the library it needs."""
+    """Builds the extensions, then beside them `nixld/shim/` (the shim for each system this
+    machine runs) and `nixld/_demo/` (a foreign program and the library it needs)."""
 
     def run(self):
         super().run()
         package_dir = os.path.dirname(self.get_ext_fullpath("nixld._exec"))
+        self.build_shims(package_dir)
+        self.build_demo(package_dir)
+
+    def build_shims(self, package_dir):
+        shim_build = _shim_build()
+        compiler = self.compiler.compiler_so[:1]
+        failures = shim_build.build_shims(compiler, os.path.join(package_dir, "shim"))
+        systems = shim_build.shim_systems()
+        if systems and systems[0] in failures:
+            raise RuntimeError(f"nixld: the shim for {systems[0]} could not be built: {failures[systems[0]]}")
+        for system, complaint in failures.items():
+            # nixld works without a second system's shim; `nixld shim --path` says it is missing.
+            self.warn(f"nixld: the shim for {system} was not built: {complaint}")
+
+    def build_demo(self, package_dir):
         lib_dir = os.path.join(package_dir, "_demo", "lib")
         bin_dir = os.path.join(package_dir, "_demo", "bin")
         library = self.compiler.compile(

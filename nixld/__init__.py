@@ -14,6 +14,7 @@ from nixld.errors import (
     UsageError,
 )
 from nixld.loader import LaunchPlan, exec_foreign, plan_launch, run_foreign, spawn_foreign
+from nixld.shims import ShimUnavailable, shim_path
 
 __version__ = "0.1.0"
 
@@ -25,11 +26,13 @@ __all__ = [
     "NixLdError",
     "NotExecutable",
     "ProgramNotFound",
+    "ShimUnavailable",
     "UsageError",
     "exec_foreign",
     "inspect",
     "plan_launch",
     "run_foreign",
+    "shim_path",
     "spawn_foreign",
 ]
 

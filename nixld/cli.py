@@ -21,6 +21,7 @@ Run unpatched, dynamically linked Linux binaries on NixOS, through the real load
 commands:
   run      run a foreign program: nixld run [-L DIR]... [--ld PATH] PROGRAM [ARG]...
   inspect  what programs need and where each library resolves, without running them
+  shim     where nixld's shim is: a program interpreter that starts foreign programs directly
   demo     show a foreign binary failing, then running through nixld
 
 'nixld COMMAND --help' tells more about a command.
@@ -75,15 +76,17 @@ def main(argv: list[str] | None = None) -> int:
             return _run(rest)
         if command == "inspect":
             return _inspect(rest)
+        if command == "shim":
+            return _shim(rest)
         if command == "demo":
             from nixld.demo import demo
 
             return demo(rest)
-        raise UsageError(f"unknown command {command!r} (commands: run, inspect, demo)")
+        raise UsageError(f"unknown command {command!r} (commands: run, inspect, shim, demo)")
     except _ReaderGone:
         return _READER_GONE_STATUS
     except UsageError as error:
-        topic = f"nixld {args[0]} --help" if args[:1] in (["run"], ["inspect"]) else "nixld --help"
+        topic = f"nixld {args[0]} --help" if args[:1] in (["run"], ["inspect"], ["shim"]) else "nixld --help"
         write_error(f"{error.message}; see '{topic}'")
         return error.exit_status
     except NixLdError as error:
@@ -279,18 +282,42 @@ def _print_plan(plan, caller: tuple[bytes, ...]) -> None:
     write_output(json.dumps(document, indent=2) + "\n")
 
 
-def _inspect(args: list[str]) -> int:
+def _argument_parser(command: str, **options):
+    """An argparse parser for `nixld COMMAND` whose errors are nixld's one-line usage errors."""
     import argparse  # start-up time: only the commands other than run use argparse
 
     class Parser(argparse.ArgumentParser):
         def error(self, message):  # one line, nixld's usage status
-            raise UsageError(f"inspect: {message}")
+            raise UsageError(f"{command}: {message}")
 
         def print_help(self, file=None):  # argparse drops write errors, or falls back to stderr
             write_output(self.format_help())
 
-    parser = Parser(
-        prog="nixld inspect",
+    return Parser(prog=f"nixld {command}", **options)
+
+
+def _shim(args: list[str]) -> int:
+    from nixld import shims
+
+    parser = _argument_parser(
+        "shim",
+        description="nixld's shim is a program interpreter, built at install time: put it where a "
+                    "foreign program's interpreter is expected (/lib64/ld-linux-x86-64.so.2, as "
+                    "nix-ld's is) or link a program with -Wl,--dynamic-linker=PATH, and the program "
+                    "starts directly through the loader NIX_LD names, with its environment untouched.",
+        epilog="exit status: 0, 1 when this installation has no shim for SYSTEM, 2 for a usage error.",
+    )
+    parser.add_argument("--path", action="store_true", required=True, help="print the shim's path")
+    parser.add_argument("--system", metavar="SYSTEM", choices=shims.SHIM_SYSTEMS,
+                        help=f"for programs of SYSTEM ({', '.join(shims.SHIM_SYSTEMS)}; default: this machine's)")
+    options = parser.parse_args(args)
+    write_output(shims.shim_path(options.system) + "\n")
+    return 0
+
+
+def _inspect(args: list[str]) -> int:
+    parser = _argument_parser(
+        "inspect",
         description="Show what each PROGRAM needs and where each library resolves, as the "
                     "loader would resolve it under `nixld run`, without running PROGRAM.",
         epilog="exit status: 0 when every library resolves, 1 when one is missing or the output "

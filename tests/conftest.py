@@ -145,7 +145,7 @@ def _gcc() -> str:
     return gcc
 
 
-def _compile_all(jobs: list[list[str]], cwd: str | os.PathLike | None = None) -> None:
+def compile_all(jobs: list[list[str]], cwd: str | os.PathLike | None = None) -> None:
     """Run the gcc command lines in parallel (in `cwd`, when given); fail the session loudly
     on the first error."""
     gcc = _gcc()
@@ -180,7 +180,7 @@ def built(tmp_path_factory) -> Built:
     def output(name: str) -> str:
         return str(bin_dir / name)
 
-    _compile_all(
+    compile_all(
         [["-o", output("probe"), source("probe.c"), FOREIGN],
          ["-o", output("native-probe"), source("probe.c")],
          ["-static", "-o", output("static-probe"), source("probe.c")],
@@ -190,7 +190,7 @@ def built(tmp_path_factory) -> Built:
             "-o", str(d / "libnixldtest.so"), source("nixldtest.c")] for d in (dirs.a, dirs.b)]
     )
     # Linked against lib-a's copy, without an rpath: at run time it must be found by search.
-    _compile_all([["-o", output("uses-library"), source("uses_library.c"),
+    compile_all([["-o", output("uses-library"), source("uses_library.c"),
                    f"-L{dirs.a}", "-lnixldtest", FOREIGN]])
     return Built(
         probe=output("probe"),
@@ -338,21 +338,21 @@ def inspect_tree(tmp_path_factory) -> InspectTree:
         leaves.append(_shared(Path(os.fsdecode(os.fsencode(r / "nonascii" / f"needed-{label}") + b"/" + name + b".so")),
                               soname=name + b".so"))
     (r / "chain/empty").mkdir(parents=True)
-    _compile_all(leaves)
+    compile_all(leaves)
 
     os.symlink("libone.so", r / "same/libtwo.so")
     os.link(r / "same/libone.so", r / "same/libthree.so")
     (r / "nodeflib/copies").mkdir()
     libm = subprocess.run([_gcc(), "-print-file-name=libm.so.6"], capture_output=True, text=True).stdout.strip()
     shutil.copy(libm, r / "nodeflib/copies/libm.so.6")
-    _compile_all([
+    compile_all([
         _shared(r / "chain/mid/libmid.so", f"-L{r}/chain/leaf", "-lleaf"),
         _shared(r / "chain/runmid/librunmid.so", f"-L{r}/chain/leaf", "-lleaf", *_runpath(r / "chain/empty")),
         _shared(r / "origin/lib/liborigin.so", f"-L{r}/origin/lib/deps", "-ldeep", *_runpath("$ORIGIN/deps"),
                 soname=b"liborigin.so"),
         _shared(r / "missing/lib/libmiddle.so", f"-L{r}/missing/gone", "-lgone", *_runpath("$ORIGIN")),
     ])
-    _compile_all([
+    compile_all([
         _shared(r / "chain/holder/libholder.so", f"-L{r}/chain/mid", "-lmid", f"-Wl,-rpath-link,{r}/chain/leaf",
                 *_rpath(*dirs("chain/mid", "chain/leaf"))),
         _shared(r / "missing/lib/libtop.so", f"-L{r}/missing/lib", "-lmiddle",
@@ -395,9 +395,9 @@ def inspect_tree(tmp_path_factory) -> InspectTree:
         needed = os.fsencode(r / "nonascii" / f"needed-{label}") + b"/" + name + b".so"
         programs.append(_executable(r / "nonascii" / f"needs-{label}", os.fsdecode(needed),
                                     *_runpath(f"$ORIGIN/needed-{label}")))
-    _compile_all(programs)
+    compile_all(programs)
     # Linked from its own directory: the DT_NEEDED entry is the relative path as given.
-    _compile_all([_executable(r / "slash/prog-relative", "./libdir/libslash.so")], cwd=r / "slash")
+    compile_all([_executable(r / "slash/prog-relative", "./libdir/libslash.so")], cwd=r / "slash")
     return InspectTree(root=root, non_ascii=dict(NON_ASCII))
 
 
@@ -410,8 +410,8 @@ def i386_decoys(tmp_path_factory) -> Path:
     r = tmp_path_factory.mktemp("decoy")
     (r / "d32").mkdir()
     write_dynamic_elf(r / "d32/libdecoy.so", elf_class=32, machine=EM_386, soname=b"libdecoy.so")
-    _compile_all([_shared(r / "d64/libdecoy.so", soname=b"libdecoy.so")])
-    _compile_all([
+    compile_all([_shared(r / "d64/libdecoy.so", soname=b"libdecoy.so")])
+    compile_all([
         _executable(r / "prog", str(r / "d64/libdecoy.so"), *_runpath(r / "d32", r / "d64")),
         _executable(r / "plain-prog", str(r / "d64/libdecoy.so")),
     ])
@@ -419,7 +419,7 @@ def i386_decoys(tmp_path_factory) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def _why_gcc_cannot_build_32_bit() -> str | None:
+def why_gcc_cannot_build_32_bit() -> str | None:
     """None if `gcc -m32` builds and links a program, else the first line of its complaint.
     Found by compiling, once per session: gcc says nothing else about its 32-bit libraries."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -443,15 +443,15 @@ def i386_programs(tmp_path_factory) -> I386:
     without them, the tests are skipped naming the package. Under `root`: `prog32`, and
     `prog32-lib`, which needs libthirty.so and has a RUNPATH of decoy64/, holding a 64-bit
     one, then lib32/."""
-    why = _why_gcc_cannot_build_32_bit()
+    why = why_gcc_cannot_build_32_bit()
     require(why is None, f"gcc cannot build 32-bit programs ({why})", package="gcc-multilib")
     require(os.path.exists(I386_LOADER), f"the i386 loader {I386_LOADER} is missing", package="libc6-i386")
     r = tmp_path_factory.mktemp("i386")
-    _compile_all([
+    compile_all([
         _shared(r / "lib32/libthirty.so", soname=b"libthirty.so", m32=True),
         _shared(r / "decoy64/libthirty.so", soname=b"libthirty.so"),
     ])
-    _compile_all([
+    compile_all([
         _executable(r / "prog32", m32=True),
         _executable(r / "prog32-lib", str(r / "lib32/libthirty.so"),
                     *_runpath("$ORIGIN/decoy64", "$ORIGIN/lib32"), m32=True),

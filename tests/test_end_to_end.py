@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from crafted import overwrite_program_headers
-from environments import explicit_environment
+from environments import NIX_LD_TABLE, explicit_environment
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -246,15 +246,6 @@ def test_dlopen_by_bare_name_fails_without_a_library_path(launch, dlopens_librar
 
 # ---------------------------------------------------------------------------------------------
 # The environment: nix-ld's four-row table, and nothing added or removed
-
-
-NIX_LD_TABLE = {
-    "row1-both-unset": {},
-    "row2-only-ld-library-path": {"LD_LIBRARY_PATH": "/some/lib"},
-    "row3-only-nix-ld-library-path": {"NIX_LD_LIBRARY_PATH": "/nix/lib"},
-    "row4-both-set": {"NIX_LD_LIBRARY_PATH": "/nix/lib", "LD_LIBRARY_PATH": "/some/lib"},
-    "both-set-but-empty": {"NIX_LD_LIBRARY_PATH": "", "LD_LIBRARY_PATH": ""},
-}
 
 
 @pytest.mark.parametrize("row", NIX_LD_TABLE)
@@ -619,9 +610,11 @@ def test_the_native_probe_can_re_execute_itself(native_probe):
 
 
 @pytest.mark.xfail(strict=True, reason="known limitation of exec'ing the loader: the process image is the "
-                                       "loader, so /proc/self/exe names it rather than the program")
+                                       "loader, so /proc/self/exe names it rather than the program "
+                                       "(the shim has no such limit: see test_shim.py)")
 def test_a_program_can_re_execute_itself_through_proc_self_exe(cli, probe):
-    """Rust's std, Electron and many others re-execute /proc/self/exe (nix-ld-facts.md)."""
+    """Rust's std, Electron and many others re-execute /proc/self/exe (nix-ld-facts.md). Under
+    `nixld run` they cannot; started through the shim, they can."""
     result = run_cli(cli, "run", probe, "reexec", "argv", "again")
     assert (result.returncode, result.stdout) == (0, lines(probe, "argv", "again"))
 

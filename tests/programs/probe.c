@@ -12,6 +12,11 @@
  *   env [PROG ARG...]
  *                   print LD_LIBRARY_PATH and NIX_LD_LIBRARY_PATH as NAME=value or NAME unset;
  *                   then run PROG (a path) with ARG... as a child, wait, and exit as it did
+ *   environ         write every `environ` entry followed by a NUL: the block as libc holds it
+ *   start           check what the program's start saw: AT_ENTRY (getauxval, and in the auxv
+ *                   found by walking the stack past argv and envp, as Go's runtime and musl do)
+ *                   is the program's own entry point, and envp as found on the stack holds
+ *                   what `environ` holds; print "start ok" or what differs
  */
 
 #include <errno.h>
@@ -20,8 +25,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
+extern char _start[];
+
+/* The stack the program started with, as its C library's start code found it. */
+static char **initial_argv;
+static int initial_argc;
 
 static int write_all(int fd, const char *buffer, size_t size)
 {
@@ -74,8 +87,42 @@ static int run_child(char **argv)
     return WEXITSTATUS(status);
 }
 
+static int check_start(void)
+{
+    int faults = 0;
+    unsigned long entry = (unsigned long)_start;
+    if (getauxval(AT_ENTRY) != entry) {
+        printf("getauxval(AT_ENTRY) is %#lx, the entry point %#lx\n", getauxval(AT_ENTRY), entry);
+        faults++;
+    }
+    char **envp = initial_argv + initial_argc + 1;
+    char **end = envp;
+    while (*end)
+        end++;
+    int same = 1;
+    for (int i = 0; same && i <= end - envp; i++)
+        same = envp[i] == environ[i];
+    if (!same) {
+        printf("envp on the stack is not environ\n");
+        faults++;
+    }
+    unsigned long walked_entry = 0;
+    for (unsigned long *aux = (unsigned long *)(end + 1); aux[0] != AT_NULL; aux += 2)
+        if (aux[0] == AT_ENTRY)
+            walked_entry = aux[1];
+    if (walked_entry != entry) {
+        printf("the auxv after envp on the stack has AT_ENTRY %#lx, the entry point %#lx\n", walked_entry, entry);
+        faults++;
+    }
+    if (!faults)
+        printf("start ok\n");
+    return faults ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    initial_argc = argc;
+    initial_argv = argv;
     if (argc < 2) {
         fprintf(stderr, "probe: name a subcommand\n");
         return 2;
@@ -149,6 +196,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "probe: execv /proc/self/exe: %s\n", strerror(errno));
         return 127;
     }
+    if (strcmp(command, "environ") == 0) {
+        for (char **entry = environ; *entry; entry++)
+            if (write_all(1, *entry, strlen(*entry) + 1) < 0)
+                return 1;
+        return 0;
+    }
+    if (strcmp(command, "start") == 0)
+        return check_start();
     if (strcmp(command, "env") == 0) {
         print_variable("LD_LIBRARY_PATH");
         print_variable("NIX_LD_LIBRARY_PATH");

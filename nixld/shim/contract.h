@@ -1,0 +1,46 @@
+/* nix-ld's environment contract read from an envp array, by the same rules as nixld/config.py
+ * (one specification, two implementations; tests/test_shim_contract.py holds them together).
+ * Freestanding: no C library, so that the shim and a test library can both be built from it. */
+
+#ifndef NIXLD_CONTRACT_H
+#define NIXLD_CONTRACT_H
+
+typedef __SIZE_TYPE__ nixld_size;
+
+struct nixld_string {
+    const char *data; /* not NUL-terminated; NULL when absent */
+    nixld_size length;
+};
+
+enum nixld_source { NIXLD_FROM_DEFAULT, NIXLD_FROM_SYSTEM_VARIABLE, NIXLD_FROM_GENERIC_VARIABLE };
+
+enum nixld_log_level { NIXLD_LOG_ERROR, NIXLD_LOG_WARN, NIXLD_LOG_INFO, NIXLD_LOG_DEBUG, NIXLD_LOG_TRACE };
+
+struct nixld_settings {
+    struct nixld_string loader; /* one trailing newline stripped */
+    enum nixld_source loader_source;
+    struct nixld_string nix_library_path; /* the chosen variable's value, unsplit, or the default directory */
+    enum nixld_source nix_library_path_source;
+    struct nixld_string ld_library_path; /* the caller's own, as getenv finds it */
+    enum nixld_log_level log_level;
+    struct nixld_string unknown_log_level; /* NIX_LD_LOG's value when it names no level */
+};
+
+extern const char nixld_default_loader[];
+extern const char nixld_default_library_dir[];
+
+/* The settings in `envp` (NULL-terminated) for a program of `system` ("x86_64_linux"). When
+ * `secure` (AT_SECURE: a set-user-ID program started by someone else), nothing is taken from
+ * the environment but the log level: the default loader, no library directories at all. */
+void nixld_read_settings(char *const *envp, const char *system, int secure, struct nixld_settings *settings);
+
+/* The library path to hand the loader: the caller's LD_LIBRARY_PATH entries (split on ':' and
+ * ';'), then the NIX_LD directories (split on ':' and ','), empty entries dropped, the first
+ * occurrence of each kept, joined with ':'. Writes at most `capacity` bytes to `out` and
+ * returns the full length, so a result longer than `capacity` is known by its length. */
+nixld_size nixld_library_path(const struct nixld_settings *settings, char *out, nixld_size capacity);
+
+/* The value of the first entry `name`=... in `envp`, as getenv finds it; data NULL when absent. */
+struct nixld_string nixld_getenv(char *const *envp, const char *name);
+
+#endif

@@ -1,0 +1,738 @@
+/* nixld's shim: a program interpreter that hands a foreign program to the real loader named
+ * by nix-ld's environment contract, and leaves the program exactly the caller's environment.
+ *
+ * The kernel maps the program and this shim, and starts the shim with the program's initial
+ * stack: argc, argv, NULL, envp, NULL, auxv. The shim maps the real loader as the kernel maps
+ * an interpreter, points AT_BASE at it and jumps to its entry with that same stack, so that
+ * /proc/self/exe, AT_EXECFN and the program's own mapping stay the kernel's. The library
+ * directories reach the loader in LD_LIBRARY_PATH, for the loader only: AT_ENTRY is pointed at
+ * a trampoline that puts the environment back, pointer for pointer, before the program's first
+ * instruction (see hide_library_path). Freestanding: no C library; arch/ holds the system calls.
+ */
+
+#include "contract.h"
+
+#if defined(__x86_64__)
+#include "arch/x86_64.h"
+#elif defined(__i386__)
+#include "arch/i386.h"
+#elif defined(__aarch64__)
+#include "arch/aarch64.h"
+#else
+#error "nixld's shim has no arch/ layer for this architecture"
+#endif
+
+/* unsigned long is the word size on every Linux ABI the shim supports, so one declaration of
+ * the header fits both classes; only the program header's field order differs. */
+typedef struct {
+    unsigned char e_ident[16];
+    unsigned short e_type, e_machine;
+    unsigned int e_version;
+    unsigned long e_entry, e_phoff, e_shoff;
+    unsigned int e_flags;
+    unsigned short e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx;
+} elf_header;
+#if NIXLD_ELF_CLASS == 2
+typedef struct {
+    unsigned int p_type, p_flags;
+    unsigned long p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align;
+} program_header;
+#else
+typedef struct {
+    unsigned long p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align;
+} program_header;
+#endif
+typedef struct {
+    long d_tag;
+    unsigned long d_val;
+} dynamic_entry;
+
+#define ET_DYN 3
+#define PT_LOAD 1
+#define PT_DYNAMIC 2
+#define PT_INTERP 3
+#define PF_X 1
+#define PF_W 2
+#define PF_R 4
+#define DT_NULL 0
+#define DT_FLAGS_1 0x6ffffffb
+#define DF_1_PIE 0x08000000
+
+#define AT_NULL 0
+#define AT_PAGESZ 6
+#define AT_BASE 7
+#define AT_ENTRY 9
+#define AT_SECURE 23
+#define AT_EXECFN 31
+
+#define PROT_NONE 0
+#define PROT_READ 1
+#define PROT_WRITE 2
+#define PROT_EXEC 4
+#define MAP_PRIVATE 0x02
+#define MAP_FIXED 0x10
+#define MAP_ANONYMOUS 0x20
+#define O_RDONLY 0
+#define O_CLOEXEC 02000000
+#define AT_FDCWD -100
+#define SEEK_END 2
+
+#define EXIT_CANNOT_START 127
+/* More program headers than any loader has (glibc's has 11, musl's 8). */
+#define MAX_LOADER_PROGRAM_HEADERS 64
+#define MAX_DYNAMIC_ENTRIES 256
+
+/* ---- the little of a C library the shim needs ---- */
+
+/* gcc may emit calls to these even in freestanding code. */
+__attribute__((used)) void *memset(void *destination, int byte, nixld_size size)
+{
+    unsigned char *out = destination;
+    while (size--)
+        *out++ = (unsigned char)byte;
+    return destination;
+}
+
+__attribute__((used)) void *memcpy(void *destination, const void *source, nixld_size size)
+{
+    unsigned char *out = destination;
+    const unsigned char *in = source;
+    while (size--)
+        *out++ = *in++;
+    return destination;
+}
+
+static nixld_size length_of(const char *string)
+{
+    nixld_size length = 0;
+    while (string[length])
+        length++;
+    return length;
+}
+
+static int starts_with(const char *string, const char *prefix)
+{
+    while (*prefix)
+        if (*string++ != *prefix++)
+            return 0;
+    return 1;
+}
+
+__attribute__((noreturn)) static void exit_group(int status)
+{
+    for (;;)
+        nixld_syscall3(NIXLD_SYS_exit_group, status, 0, 0);
+}
+
+/* ---- messages: one line, written at once ---- */
+
+struct line {
+    char text[1024];
+    nixld_size length;
+};
+
+static void add(struct line *line, const char *data, nixld_size length)
+{
+    /* A line too long for the buffer is cut, ending in "..." (paths can be 4 KiB). */
+    for (nixld_size i = 0; i < length; i++) {
+        if (line->length >= sizeof line->text - 4) {
+            line->text[line->length++] = '.';
+            line->text[line->length++] = '.';
+            line->text[line->length++] = '.';
+            return;
+        }
+        line->text[line->length++] = data[i];
+    }
+}
+
+static void add_text(struct line *line, const char *text)
+{
+    add(line, text, length_of(text));
+}
+
+static void add_string(struct line *line, struct nixld_string string)
+{
+    add(line, string.data, string.length);
+}
+
+static void write_line(struct line *line, int fd)
+{
+    line->text[line->length++] = '\n';
+    nixld_syscall3(NIXLD_SYS_write, fd, (long)line->text, (long)line->length);
+}
+
+static const char *error_text(long error)
+{
+    switch (-error) {
+    case 1: return "Operation not permitted";
+    case 2: return "No such file or directory";
+    case 5: return "Input/output error";
+    case 8: return "Exec format error";
+    case 12: return "Cannot allocate memory";
+    case 13: return "Permission denied";
+    case 19: return "No such device";
+    case 20: return "Not a directory";
+    case 21: return "Is a directory";
+    case 22: return "Invalid argument";
+    case 23: case 24: return "Too many open files";
+    case 26: return "Text file busy";
+    case 36: return "File name too long";
+    case 40: return "Too many levels of symbolic links";
+    default: return "system error";
+    }
+}
+
+/* ---- what this launch is about ---- */
+
+struct launch {
+    int argc;
+    char **argv;
+    char **envp;
+    unsigned long *auxv; /* (type, value) pairs ending in AT_NULL */
+    const char *program; /* AT_EXECFN, or argv[0] */
+    unsigned long page_size;
+    int secure;
+    struct nixld_settings settings;
+};
+
+static unsigned long *auxv_entry(unsigned long *auxv, unsigned long type)
+{
+    for (; auxv[0] != AT_NULL; auxv += 2)
+        if (auxv[0] == type)
+            return auxv;
+    return 0;
+}
+
+static unsigned long auxv_value(unsigned long *auxv, unsigned long type)
+{
+    unsigned long *entry = auxv_entry(auxv, type);
+    return entry ? entry[1] : 0;
+}
+
+static void read_launch(unsigned long *stack, struct launch *launch)
+{
+    launch->argc = (int)stack[0];
+    launch->argv = (char **)(stack + 1);
+    launch->envp = launch->argv + launch->argc + 1;
+    char **end = launch->envp;
+    while (*end)
+        end++;
+    launch->auxv = (unsigned long *)(end + 1);
+    launch->page_size = auxv_value(launch->auxv, AT_PAGESZ);
+    if (!launch->page_size)
+        launch->page_size = 4096;
+    launch->secure = auxv_value(launch->auxv, AT_SECURE) != 0;
+    launch->program = (const char *)auxv_value(launch->auxv, AT_EXECFN);
+    if (!launch->program)
+        launch->program = launch->argc > 0 && launch->argv[0] ? launch->argv[0] : "(no name)";
+    nixld_read_settings(launch->envp, NIXLD_SYSTEM, launch->secure, &launch->settings);
+}
+
+/* "nixld shim: PROGRAM: " */
+static void begin(struct line *line, const struct launch *launch)
+{
+    line->length = 0;
+    add_text(line, "nixld shim: ");
+    add_text(line, launch->program);
+    add_text(line, ": ");
+}
+
+static void add_source(struct line *line, enum nixld_source source, const char *generic)
+{
+    if (source == NIXLD_FROM_DEFAULT) {
+        add_text(line, "nix-ld's default");
+        return;
+    }
+    add_text(line, "from ");
+    add_text(line, generic);
+    if (source == NIXLD_FROM_SYSTEM_VARIABLE) {
+        add_text(line, "_");
+        add_text(line, NIXLD_SYSTEM);
+    }
+}
+
+/* "loader PATH (from NIX_LD)" */
+static void add_loader(struct line *line, const struct launch *launch)
+{
+    add_text(line, "loader ");
+    add_string(line, launch->settings.loader);
+    add_text(line, " (");
+    add_source(line, launch->settings.loader_source, "NIX_LD");
+    add_text(line, ")");
+}
+
+/* What to change: the setting in effect, as nixld run advises. */
+static void add_advice(struct line *line, const struct launch *launch)
+{
+    if (launch->secure) {
+        add_text(line, "; this program is set-user-ID or set-group-ID, so only nix-ld's default loader is used");
+        return;
+    }
+    if (launch->settings.loader_source == NIXLD_FROM_DEFAULT) {
+        add_text(line, ": set NIX_LD (or NIX_LD_" NIXLD_SYSTEM ") to the path of the real loader; "
+                       "on NixOS, programs.nix-ld.enable = true sets it for you");
+        return;
+    }
+    add_text(line, ": set ");
+    add_text(line, launch->settings.loader_source == NIXLD_FROM_SYSTEM_VARIABLE ? "NIX_LD_" NIXLD_SYSTEM : "NIX_LD");
+    add_text(line, " to the path of the real loader");
+}
+
+__attribute__((noreturn)) static void fail(const struct launch *launch, const char *fault, long error)
+{
+    struct line line;
+    begin(&line, launch);
+    add_loader(&line, launch);
+    add_text(&line, " ");
+    add_text(&line, fault);
+    if (error) {
+        add_text(&line, ": ");
+        add_text(&line, error_text(error));
+    }
+    add_advice(&line, launch);
+    write_line(&line, 2);
+    exit_group(EXIT_CANNOT_START);
+}
+
+/* What is said before anything is tried: a NIX_LD_LOG that names no level, secure mode. */
+static void announce(const struct launch *launch)
+{
+    struct line line;
+    if (launch->settings.unknown_log_level.data) {
+        begin(&line, launch);
+        add_text(&line, "NIX_LD_LOG='");
+        add_string(&line, launch->settings.unknown_log_level);
+        add_text(&line, "' is not one of error, warn, info, debug, trace; using warn");
+        write_line(&line, 2);
+    }
+    if (launch->secure && launch->settings.log_level >= NIXLD_LOG_INFO) {
+        begin(&line, launch);
+        add_text(&line, "set-user-ID or set-group-ID (AT_SECURE): NIX_LD, NIX_LD_LIBRARY_PATH and "
+                        "LD_LIBRARY_PATH are ignored, as glibc ignores LD_LIBRARY_PATH; nix-ld's default loader only");
+        write_line(&line, 2);
+    }
+}
+
+static void log_info(const struct launch *launch, const char *library_path, nixld_size length)
+{
+    struct line line;
+    if (launch->settings.log_level < NIXLD_LOG_INFO)
+        return;
+    begin(&line, launch);
+    add_loader(&line, launch);
+    add_text(&line, "; library path ");
+    add(&line, library_path, length);
+    if (!length)
+        add_text(&line, "(empty)");
+    add_text(&line, " (LD_LIBRARY_PATH, then ");
+    if (launch->settings.nix_library_path_source == NIXLD_FROM_DEFAULT)
+        add_text(&line, "nix-ld's default");
+    else
+        add_source(&line, launch->settings.nix_library_path_source, "NIX_LD_LIBRARY_PATH");
+    add_text(&line, ")");
+    write_line(&line, 2);
+}
+
+/* ---- the loader: checked header by header, then mapped as the kernel maps an interpreter ---- */
+
+struct loader {
+    int fd;
+    elf_header header;
+    program_header headers[MAX_LOADER_PROGRAM_HEADERS];
+    unsigned long base;
+};
+
+static int read_exactly(int fd, void *buffer, unsigned long size, unsigned long offset)
+{
+    long got = nixld_pread(fd, buffer, size, offset);
+    return got == (long)size;
+}
+
+static int is_flagged_pie(const struct loader *loader, const program_header *dynamic, unsigned long file_size)
+{
+    dynamic_entry entries[MAX_DYNAMIC_ENTRIES];
+    unsigned long size = dynamic->p_filesz < sizeof entries ? dynamic->p_filesz : sizeof entries;
+    if (dynamic->p_offset > file_size || size > file_size - dynamic->p_offset)
+        return 0;
+    size -= size % sizeof entries[0];
+    if (!read_exactly(loader->fd, entries, size, dynamic->p_offset))
+        return 0;
+    for (unsigned long i = 0; i < size / sizeof entries[0] && entries[i].d_tag != DT_NULL; i++)
+        if (entries[i].d_tag == DT_FLAGS_1)
+            return (entries[i].d_val & DF_1_PIE) != 0;
+    return 0;
+}
+
+/* Opens and checks the loader; a fault ends the launch with one line. */
+static void open_loader(const struct launch *launch, struct loader *loader)
+{
+    char path[4096];
+    struct nixld_string name = launch->settings.loader;
+    if (name.length >= sizeof path)
+        fail(launch, "cannot be opened", -36);
+    memcpy(path, name.data, name.length);
+    path[name.length] = 0;
+
+    long fd = nixld_syscall3(NIXLD_SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC);
+    if (fd == -2)
+        fail(launch, "does not exist", 0);
+    if (fd < 0)
+        fail(launch, "cannot be opened", fd);
+    loader->fd = (int)fd;
+    long file_size = nixld_syscall3(NIXLD_SYS_lseek, fd, 0, SEEK_END);
+    if (file_size < 0)
+        fail(launch, "cannot be read", file_size);
+
+    elf_header *header = &loader->header;
+    long got = nixld_pread((int)fd, header, sizeof *header, 0);
+    if (got < 0)
+        fail(launch, "cannot be read", got);
+    if (got < 4 || header->e_ident[0] != 0x7f || header->e_ident[1] != 'E' || header->e_ident[2] != 'L' ||
+        header->e_ident[3] != 'F')
+        fail(launch, "is not an ELF file", 0);
+    if (got < (long)sizeof *header)
+        fail(launch, "is not an ELF program loader (truncated ELF header)", 0);
+    if (header->e_ident[4] != NIXLD_ELF_CLASS)
+        fail(launch, NIXLD_ELF_CLASS == 2 ? "is not an ELF program loader for this program "
+                                            "(it is 32-bit, the program 64-bit)"
+                                          : "is not an ELF program loader for this program "
+                                            "(it is 64-bit, the program 32-bit)", 0);
+    if (header->e_ident[5] != 1 || header->e_machine != NIXLD_ELF_MACHINE)
+        fail(launch, "is not an ELF program loader for this program (another machine's file)", 0);
+    if (header->e_type != ET_DYN || header->e_entry == 0)
+        fail(launch, "is not an ELF program loader (a loader is a shared object with an entry point)", 0);
+    if (header->e_phentsize != sizeof(program_header) || header->e_phnum == 0 ||
+        header->e_phnum > MAX_LOADER_PROGRAM_HEADERS)
+        fail(launch, "is not an ELF program loader (corrupt program header table)", 0);
+    unsigned long table_size = header->e_phnum * sizeof(program_header);
+    if (header->e_phoff > (unsigned long)file_size || table_size > (unsigned long)file_size - header->e_phoff ||
+        !read_exactly((int)fd, loader->headers, table_size, header->e_phoff))
+        fail(launch, "is not an ELF program loader (truncated program header table)", 0);
+
+    unsigned long previous_end = 0;
+    int loads = 0, entry_is_code = 0;
+    for (int i = 0; i < header->e_phnum; i++) {
+        const program_header *segment = &loader->headers[i];
+        if (segment->p_type == PT_INTERP)
+            fail(launch, "is not an ELF program loader (it is a dynamically linked program)", 0);
+        if (segment->p_type == PT_DYNAMIC && is_flagged_pie(loader, segment, (unsigned long)file_size))
+            fail(launch, "is not an ELF program loader (it is a static-pie program)", 0);
+        if (segment->p_type != PT_LOAD)
+            continue;
+        unsigned long end = segment->p_vaddr + segment->p_memsz;
+        if (segment->p_filesz > segment->p_memsz || end < segment->p_vaddr ||
+            segment->p_offset > (unsigned long)file_size ||
+            segment->p_filesz > (unsigned long)file_size - segment->p_offset ||
+            (segment->p_vaddr - segment->p_offset) % launch->page_size != 0 ||
+            (loads && segment->p_vaddr < previous_end))
+            fail(launch, "is not an ELF program loader (corrupt loadable segment)", 0);
+        if ((segment->p_flags & PF_X) && header->e_entry >= segment->p_vaddr && header->e_entry < end)
+            entry_is_code = 1;
+        previous_end = end;
+        loads++;
+    }
+    if (!loads)
+        fail(launch, "is not an ELF program loader (no loadable segment)", 0);
+    if (!entry_is_code)
+        fail(launch, "is not an ELF program loader (its entry point is not in its code)", 0);
+}
+
+static int protection(unsigned long flags)
+{
+    return (flags & PF_R ? PROT_READ : 0) | (flags & PF_W ? PROT_WRITE : 0) | (flags & PF_X ? PROT_EXEC : 0);
+}
+
+static int is_mmap_error(long result)
+{
+    return (unsigned long)result > -4096UL;
+}
+
+static void map_loader(const struct launch *launch, struct loader *loader)
+{
+    unsigned long page = launch->page_size;
+    const program_header *first = 0, *last = 0;
+    for (int i = 0; i < loader->header.e_phnum; i++) {
+        if (loader->headers[i].p_type == PT_LOAD) {
+            if (!first)
+                first = &loader->headers[i];
+            last = &loader->headers[i];
+        }
+    }
+    unsigned long low = first->p_vaddr & -page;
+    unsigned long span = ((last->p_vaddr + last->p_memsz + page - 1) & -page) - low;
+    /* Reserve the whole span first, so that the segments keep their distances. */
+    long reserved = nixld_mmap(0, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (is_mmap_error(reserved))
+        fail(launch, "cannot be mapped", reserved);
+    loader->base = (unsigned long)reserved - low;
+
+    for (int i = 0; i < loader->header.e_phnum; i++) {
+        const program_header *segment = &loader->headers[i];
+        if (segment->p_type != PT_LOAD)
+            continue;
+        int prot = protection(segment->p_flags);
+        unsigned long start = loader->base + (segment->p_vaddr & -page);
+        unsigned long file_end = loader->base + segment->p_vaddr + segment->p_filesz;
+        unsigned long memory_end = loader->base + segment->p_vaddr + segment->p_memsz;
+        unsigned long file_pages_end = (file_end + page - 1) & -page;
+        if (segment->p_filesz) {
+            long mapped = nixld_mmap((void *)start, file_pages_end - start, prot, MAP_PRIVATE | MAP_FIXED,
+                                     loader->fd, segment->p_offset & -page);
+            if (is_mmap_error(mapped))
+                fail(launch, "cannot be mapped", mapped);
+        }
+        if (segment->p_memsz > segment->p_filesz) {
+            /* The bss: the rest of the file's last page is zeroed, then whole zero pages. */
+            if (file_end < file_pages_end && segment->p_filesz) {
+                if (!(prot & PROT_WRITE))
+                    nixld_syscall3(NIXLD_SYS_mprotect, (long)(file_end & -page), (long)page, prot | PROT_WRITE);
+                memset((void *)file_end, 0, file_pages_end - file_end);
+                if (!(prot & PROT_WRITE))
+                    nixld_syscall3(NIXLD_SYS_mprotect, (long)(file_end & -page), (long)page, prot);
+            }
+            unsigned long zero_start = segment->p_filesz ? file_pages_end : start;
+            if (memory_end > zero_start) {
+                long mapped = nixld_mmap((void *)zero_start, ((memory_end + page - 1) & -page) - zero_start, prot,
+                                         MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
+                if (is_mmap_error(mapped))
+                    fail(launch, "cannot be mapped", mapped);
+            }
+        }
+    }
+    nixld_syscall3(NIXLD_SYS_close, loader->fd, 0, 0);
+}
+
+/* ---- the library path, for the loader's eyes only ---- */
+
+/* What the trampoline puts back. Lives in the shim's own memory, which stays mapped. */
+static struct {
+    char **slot;           /* the envp entry the loader saw changed */
+    char *original;        /* what it held: the caller's entry, or NULL where the slot was added */
+    unsigned long *entry;  /* the AT_ENTRY value in the auxv the loader reads */
+    unsigned long program_entry;
+    unsigned long *auxv;   /* that auxv, when the loader's stack is a copy with an added slot */
+} restore;
+
+/* Called with the stack the loader starts the program on; returns the stack the program
+ * starts on: the same, or, when the loader's had an added envp slot, a new one below it (so
+ * that the loader's copy, which libc's environ, argv and auxv pointers point into, is kept). */
+__attribute__((used)) unsigned long *nixld_restore_environment(unsigned long *stack)
+{
+    *restore.slot = restore.original;
+    *restore.entry = restore.program_entry;
+    if (!restore.auxv)
+        return stack;
+    unsigned long *end = restore.auxv;
+    while (*end != AT_NULL)
+        end += 2;
+    /* One word shorter than the loader's: the added slot and its NULL become one NULL. */
+    unsigned long words = (unsigned long)(end + 2 - stack) - 1;
+    return (unsigned long *)(((unsigned long)(stack - words)) & -16UL);
+}
+
+/* Called on the program's stack: fills it, when it is a new one, with the loader's stack
+ * without the added slot (argc, argv, NULL, envp, NULL, auxv: what the kernel would have
+ * laid out, so that start code that walks past envp to auxv finds it); returns the entry. */
+__attribute__((used)) unsigned long nixld_build_program_stack(unsigned long *loader_stack, unsigned long *stack)
+{
+    if (stack != loader_stack) {
+        unsigned long *in = loader_stack, *out = stack;
+        *out++ = *in++;
+        while (*in)
+            *out++ = *in++;
+        *out++ = *in++;
+        while (*in)
+            *out++ = *in++;
+        *out++ = 0;
+        for (in = restore.auxv; in[0] != AT_NULL; in += 2) {
+            out[0] = in[0];
+            out[1] = in[1];
+            out += 2;
+        }
+        out[0] = out[1] = 0;
+    }
+    return restore.program_entry;
+}
+
+void nixld_trampoline(void);
+NIXLD_TRAMPOLINE(nixld_trampoline, nixld_restore_environment, nixld_build_program_stack);
+
+static long directory_exists(const char *path)
+{
+    long fd = nixld_syscall3(NIXLD_SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC | 0200000 /* O_DIRECTORY */);
+    if (fd >= 0)
+        nixld_syscall3(NIXLD_SYS_close, fd, 0, 0);
+    return fd >= 0;
+}
+
+/*
+ * Give the loader LD_LIBRARY_PATH=`path` by changing one envp pointer, which the trampoline
+ * changes back; the array keeps its length and place, so that libc's environ, argv and auxv
+ * pointers, taken by the loader from this very stack, stay right for the program. The slot:
+ * the caller's own LD_LIBRARY_PATH (the last one: glibc's loader reads every entry, and the
+ * last wins), else one of nix-ld's variables, which only shims read (hidden from library
+ * constructors only, and back before the program's first instruction). With neither, the
+ * loader gets a copy of the stack, below, with one more envp entry; the trampoline empties
+ * that slot (libc's environ is then the caller's environment, ending in two NULLs) and starts
+ * the program on a third stack, below the copy, laid out as the kernel lays one out.
+ *
+ * Returns the stack to start the loader with.
+ */
+static unsigned long *hide_library_path(struct launch *launch, unsigned long *stack, char *entry,
+                                        unsigned long *copy)
+{
+    char **slot = 0;
+    for (char **variable = launch->envp; *variable; variable++)
+        if (starts_with(*variable, "LD_LIBRARY_PATH="))
+            slot = variable;
+    if (!slot)
+        for (char **variable = launch->envp; *variable; variable++)
+            if (starts_with(*variable, "NIX_LD"))
+                slot = variable;
+    if (slot) {
+        restore.slot = slot;
+        restore.original = *slot;
+        *slot = entry;
+        restore.entry = auxv_entry(launch->auxv, AT_ENTRY);
+        return stack;
+    }
+
+    /* copy: argc, argv, NULL, envp, the new entry, NULL, auxv */
+    unsigned long *out = copy;
+    unsigned long *in = stack;
+    *out++ = *in++;
+    while (*in)
+        *out++ = *in++;
+    *out++ = *in++;
+    while (*in)
+        *out++ = *in++;
+    restore.slot = (char **)out;
+    restore.original = 0;
+    *out++ = (unsigned long)entry;
+    *out++ = *in++;
+    unsigned long *auxv = out;
+    restore.auxv = auxv;
+    while (in[0] != AT_NULL) {
+        *out++ = *in++;
+        *out++ = *in++;
+    }
+    *out++ = *in++;
+    *out++ = *in++;
+    launch->auxv = auxv;
+    restore.entry = auxv_entry(auxv, AT_ENTRY);
+    return copy;
+}
+
+/* ---- started as a program: the loader run by hand ---- */
+
+static void print_variables(const struct launch *launch)
+{
+    static const char text[] =
+        "usage: SHIM PROGRAM [ARGS...]  (or install SHIM as the program interpreter)\n"
+        "Starts PROGRAM through the real loader, as nix-ld does, without changing its environment.\n"
+        "It honours, for " NIXLD_SYSTEM " programs:\n"
+        "  NIX_LD_" NIXLD_SYSTEM ", NIX_LD   the real loader (default: /run/current-system/sw/share/nix-ld/lib/ld.so)\n"
+        "  NIX_LD_LIBRARY_PATH_" NIXLD_SYSTEM ", NIX_LD_LIBRARY_PATH   library directories, ':' or ','\n"
+        "      (default: /run/current-system/sw/share/nix-ld/lib), after LD_LIBRARY_PATH's\n"
+        "  NIX_LD_LOG   error, warn (default), info, debug or trace\n"
+        "Set-user-ID and set-group-ID programs ignore all of them but NIX_LD_LOG.\n";
+    nixld_syscall3(NIXLD_SYS_write, 1, (long)text, sizeof text - 1);
+    struct line line;
+    line.length = 0;
+    add_text(&line, "Now: ");
+    add_loader(&line, launch);
+    write_line(&line, 1);
+}
+
+__attribute__((noreturn)) static void run_by_hand(struct launch *launch, char *library_path, nixld_size length)
+{
+    if (launch->argc < 2) {
+        print_variables(launch);
+        exit_group(0);
+    }
+    launch->program = launch->argv[1];
+    announce(launch);
+    struct loader loader;
+    open_loader(launch, &loader);
+    nixld_syscall3(NIXLD_SYS_close, loader.fd, 0, 0);
+    log_info(launch, library_path, length);
+
+    /* LOADER [--library-path DIRS] --argv0 PROGRAM PROGRAM ARGS...: nixld run's launch. */
+    char path[4096];
+    memcpy(path, launch->settings.loader.data, launch->settings.loader.length);
+    path[launch->settings.loader.length] = 0;
+    library_path[length] = 0;
+    char **argv = __builtin_alloca((launch->argc + 6) * sizeof(char *));
+    int argc = 0;
+    argv[argc++] = path;
+    if (length) {
+        argv[argc++] = "--library-path";
+        argv[argc++] = library_path;
+    }
+    argv[argc++] = "--argv0";
+    argv[argc++] = launch->argv[1];
+    for (int i = 1; i < launch->argc; i++)
+        argv[argc++] = launch->argv[i];
+    argv[argc] = 0;
+    long error = nixld_syscall3(NIXLD_SYS_execve, (long)path, (long)argv, (long)launch->envp);
+    fail(launch, "cannot be executed", error);
+}
+
+/* ---- the shim ---- */
+
+__attribute__((noreturn, used)) void nixld_shim_main(unsigned long *stack)
+{
+    struct launch launch;
+    read_launch(stack, &launch);
+    int started_as_interpreter = auxv_value(launch.auxv, AT_BASE) != 0;
+
+    /* "LD_LIBRARY_PATH=" and the path, in memory that outlives this frame (the loader runs on
+     * this stack), sized for the longest values the kernel passes. */
+    nixld_size length = nixld_library_path(&launch.settings, 0, 0);
+    static const char name[] = "LD_LIBRARY_PATH=";
+    nixld_size size = sizeof name + length;
+    long memory = nixld_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (is_mmap_error(memory))
+        fail(&launch, "cannot be used: no memory for the library path", memory);
+    char *entry = (char *)memory;
+    memcpy(entry, name, sizeof name - 1);
+    char *library_path = entry + sizeof name - 1;
+    length = nixld_library_path(&launch.settings, library_path, length);
+    library_path[length] = 0;
+
+    if (!started_as_interpreter)
+        run_by_hand(&launch, library_path, length);
+
+    announce(&launch);
+    struct loader loader;
+    open_loader(&launch, &loader);
+    map_loader(&launch, &loader);
+    log_info(&launch, library_path, length);
+
+    unsigned long *start = stack;
+    /* Secure mode passes nothing, and glibc would drop LD_LIBRARY_PATH there anyway. */
+    int hide = !launch.secure && length;
+    if (hide && launch.settings.ld_library_path.data == 0 &&
+        launch.settings.nix_library_path_source == NIXLD_FROM_DEFAULT && !directory_exists(library_path))
+        hide = 0; /* nothing but a default directory that is not there: nothing to pass */
+    if (hide) {
+        char **end = launch.envp;
+        while (*end)
+            end++;
+        unsigned long *auxv_end = launch.auxv;
+        while (*auxv_end != AT_NULL)
+            auxv_end += 2;
+        nixld_size words = (nixld_size)(auxv_end + 2 - stack) + 1;
+        unsigned long *copy = __builtin_alloca(words * sizeof(unsigned long) + 16);
+        copy = (unsigned long *)(((unsigned long)copy + 15) & -16UL);
+        start = hide_library_path(&launch, stack, entry, copy);
+        restore.program_entry = restore.entry[1];
+        restore.entry[1] = (unsigned long)nixld_trampoline;
+        restore.entry = &restore.entry[1];
+    }
+    unsigned long *base = auxv_entry(launch.auxv, AT_BASE);
+    base[1] = loader.base;
+    nixld_hand_over(loader.base + loader.header.e_entry, start);
+}
+
+NIXLD_ENTRY_STUB(nixld_shim_main);

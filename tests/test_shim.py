@@ -1,0 +1,479 @@
+"""nixld's shim: a program interpreter that starts foreign programs directly through the real
+loader, leaving them exactly their caller's environment.
+
+Test programs are linked with `-Wl,--dynamic-linker=SHIM`: the kernel starts them through the
+shim, as it starts a program through nix-ld's shim at /lib64/ld-linux-x86-64.so.2 on NixOS.
+Each behaviour is checked for x86-64 programs and, where gcc-multilib is installed, for i686
+programs on this 64-bit kernel (NIX_LD_i686_linux).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+from conftest import GREETINGS, I386_LOADER, PROGRAMS, compile_all, why_gcc_cannot_build_32_bit, require
+from crafted import EM_AARCH64, write_elf, write_loader
+from elftools.elf.elffile import ELFFile
+from environments import NIX_LD_TABLE, explicit_environment
+
+import nixld
+from nixld import shims
+from nixld._shim_build import shim_systems
+
+TIMEOUT = 30
+LOADERS = {"x86_64_linux": "/lib64/ld-linux-x86-64.so.2", "i686_linux": I386_LOADER}
+DEFAULT_LOADER = "/run/current-system/sw/share/nix-ld/lib/ld.so"
+DEFAULT_LIBRARY_DIR = "/run/current-system/sw/share/nix-ld/lib"
+SYSTEMS = list(LOADERS)
+NOBODY = 65534
+
+Programs = namedtuple("Programs", "system shim loader probe uses_library dlopens_library lib_a lib_b")
+
+
+def build_programs(root: Path, system: str) -> Programs:
+    shim = nixld.shim_path(system)
+    flags = ["-m32"] if system == "i686_linux" else []
+    interpreter = f"-Wl,--dynamic-linker={shim}"
+    lib_a, lib_b = root / "lib-a", root / "lib-b"
+    for directory in (lib_a, lib_b):
+        directory.mkdir()
+    compile_all([[*flags, "-shared", "-fPIC", f'-DGREETING="{GREETINGS[d.name]}"', "-o",
+                   str(d / "libnixldtest.so"), str(PROGRAMS / "nixldtest.c")] for d in (lib_a, lib_b)]
+                 + [[*flags, "-o", str(root / "probe"), str(PROGRAMS / "probe.c"), interpreter],
+                    [*flags, "-o", str(root / "dlopens-library"), str(PROGRAMS / "dlopens_library.c"), interpreter]])
+    compile_all([[*flags, "-o", str(root / "uses-library"), str(PROGRAMS / "uses_library.c"),
+                   f"-L{lib_a}", "-lnixldtest", interpreter]])
+    return Programs(system, shim, LOADERS[system], str(root / "probe"), str(root / "uses-library"),
+                    str(root / "dlopens-library"), str(lib_a), str(lib_b))
+
+
+@pytest.fixture(scope="session")
+def x86_64_programs(tmp_path_factory) -> Programs:
+    return build_programs(tmp_path_factory.mktemp("shim-x86_64"), "x86_64_linux")
+
+
+@pytest.fixture(scope="session")
+def i686_programs(tmp_path_factory) -> Programs:
+    why = why_gcc_cannot_build_32_bit()
+    require(why is None, f"gcc cannot build 32-bit programs ({why})", package="gcc-multilib")
+    require(os.path.exists(I386_LOADER), f"the i386 loader {I386_LOADER} is missing", package="libc6-i386")
+    return build_programs(tmp_path_factory.mktemp("shim-i686"), "i686_linux")
+
+
+@pytest.fixture(params=SYSTEMS)
+def programs(request) -> Programs:
+    """The shim's test programs for x86-64 and for i686."""
+    return request.getfixturevalue(request.param.replace("_linux", "_programs"))
+
+
+def environment(programs: Programs, **variables: str | None) -> dict:
+    """PATH, a UTF-8 locale and NIX_LD_{system} naming the loader for the programs' system,
+    then `variables` (None unsets)."""
+    return explicit_environment(programs.loader, f"NIX_LD_{programs.system}", **variables)
+
+
+def run(*argv, env, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([os.fsencode(arg) for arg in argv], env=env, capture_output=True, timeout=TIMEOUT,
+                          **kwargs)
+
+
+def lines(*items) -> bytes:
+    return b"".join(os.fsencode(item) + b"\n" for item in items)
+
+
+def variable_lines(env: dict, *names: str) -> bytes:
+    return lines(*(f"{name}={env[name]}" if name in env else f"{name} unset" for name in names))
+
+
+def assert_one_shim_line(stderr: bytes, *culprits: str) -> str:
+    """stderr is one line from the shim naming every culprit; returns it."""
+    text = stderr.decode(errors="backslashreplace")
+    assert text.startswith("nixld shim: ") and text.endswith("\n") and text.count("\n") == 1, text
+    for culprit in culprits:
+        assert culprit in text, (culprit, text)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# What is built, and where it is
+
+
+@pytest.mark.parametrize("system", shims.SHIM_SYSTEMS)
+def test_the_shim_is_built_for_each_system_this_machine_runs(system):
+    if system in shim_systems():
+        assert os.access(nixld.shim_path(system), os.X_OK)
+    else:
+        with pytest.raises(nixld.ShimUnavailable, match=f"no shim for {system}"):
+            nixld.shim_path(system)
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_the_shim_is_a_static_pie_interpreter_that_needs_no_relocation(system):
+    """The kernel starts an interpreter before any loader exists: nothing may need relocating."""
+    with open(nixld.shim_path(system), "rb") as stream:
+        shim = ELFFile(stream)
+        assert shim.header.e_type == "ET_DYN" and shim.header.e_entry != 0
+        assert shim.elfclass == (64 if system == "x86_64_linux" else 32)
+        types = [segment.header.p_type for segment in shim.iter_segments()]
+        assert "PT_INTERP" not in types
+        relocations = [section.name for section in shim.iter_sections()
+                       if section.header.sh_type in ("SHT_RELA", "SHT_REL", "SHT_RELR") and section.data_size]
+        assert relocations == []
+        assert not shim.get_section_by_name(".got") or not shim.get_section_by_name(".got").data_size
+        dynamic = shim.get_section_by_name(".dynamic")
+        needed = [tag for tag in dynamic.iter_tags() if tag.entry.d_tag == "DT_NEEDED"] if dynamic else []
+        assert needed == []
+
+
+def test_the_shim_path_is_the_same_from_python_and_from_the_command_line(nixld_script):
+    for system_args, system in (([], None), (["--system", "i686_linux"], "i686_linux")):
+        result = run(nixld_script, "shim", "--path", *system_args, env={"PATH": "/usr/bin:/bin"})
+        assert (result.returncode, result.stderr) == (0, b"")
+        assert result.stdout == lines(nixld.shim_path(system))
+    assert nixld.shim_path() == nixld.shim_path("x86_64_linux")
+
+
+def test_asking_for_a_shim_of_an_unknown_system_is_a_usage_error(nixld_script):
+    result = run(nixld_script, "shim", "--path", "--system", "sparc_linux", env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert b"sparc_linux" in result.stderr and result.stderr.count(b"\n") == 1
+    with pytest.raises(nixld.ShimUnavailable, match="sparc_linux"):
+        nixld.shim_path("sparc_linux")
+
+
+# ---------------------------------------------------------------------------------------------
+# Programs started through the shim
+
+
+def test_a_program_linked_with_the_shim_as_interpreter_runs(programs):
+    result = run(programs.probe, "argv", "one", "two words", env=environment(programs))
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == lines(programs.probe, "argv", "one", "two words")
+
+
+def test_without_a_loader_the_kernel_starts_the_shim_and_the_shim_explains(programs):
+    result = run(programs.probe, "argv", env=environment(programs, **{f"NIX_LD_{programs.system}": None}))
+    assert result.returncode == 127 and result.stdout == b""
+    assert_one_shim_line(result.stderr, programs.probe, DEFAULT_LOADER, "does not exist",
+                         f"NIX_LD_{programs.system}", "programs.nix-ld.enable")
+
+
+def test_the_generic_nix_ld_serves_when_the_system_one_is_unset(programs):
+    env = environment(programs, **{f"NIX_LD_{programs.system}": None, "NIX_LD": programs.loader + "\n"})
+    result = run(programs.probe, "exit", "0", env=env)
+    assert (result.returncode, result.stderr) == (0, b"")
+
+
+def test_the_system_specific_loader_wins_over_nix_ld(programs):
+    env = environment(programs, NIX_LD="/nonexistent/ld.so")
+    assert run(programs.probe, "exit", "0", env=env).returncode == 0
+    env = environment(programs, **{f"NIX_LD_{programs.system}": "/nonexistent/ld.so", "NIX_LD": programs.loader})
+    result = run(programs.probe, "exit", "0", env=env)
+    assert result.returncode == 127
+    assert_one_shim_line(result.stderr, "/nonexistent/ld.so", f"from NIX_LD_{programs.system}",
+                         f"set NIX_LD_{programs.system} to")
+
+
+def test_a_needed_library_is_found_in_nix_ld_library_path(programs):
+    result = run(programs.uses_library, env=environment(programs, NIX_LD_LIBRARY_PATH=programs.lib_b))
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-b"]))
+
+
+def test_the_search_order_is_ld_library_path_then_nix_ld_library_path(programs):
+    env = environment(programs, LD_LIBRARY_PATH=programs.lib_a, NIX_LD_LIBRARY_PATH=programs.lib_b)
+    assert run(programs.uses_library, env=env).stdout == lines(GREETINGS["lib-a"])
+    env = environment(programs, LD_LIBRARY_PATH="/nowhere", NIX_LD_LIBRARY_PATH=f",{programs.lib_b},")
+    assert run(programs.uses_library, env=env).stdout == lines(GREETINGS["lib-b"])
+
+
+def test_the_system_specific_library_path_replaces_the_generic_one(programs):
+    env = environment(programs, NIX_LD_LIBRARY_PATH=programs.lib_a,
+                      **{f"NIX_LD_LIBRARY_PATH_{programs.system}": programs.lib_b})
+    assert run(programs.uses_library, env=env).stdout == lines(GREETINGS["lib-b"])
+
+
+def test_a_needed_library_is_not_found_without_a_library_path(programs):
+    result = run(programs.uses_library, env=environment(programs))
+    assert result.returncode == 127
+    assert b"libnixldtest.so: cannot open shared object file" in result.stderr
+
+
+def test_dlopen_after_the_environment_is_put_back_still_searches_the_library_path(programs):
+    """The loader keeps the path it read at start-up; the program's environment no longer has it."""
+    env = environment(programs, NIX_LD_LIBRARY_PATH=programs.lib_a)
+    result = run(programs.dlopens_library, "/usr/bin/env", env=env)
+    assert (result.returncode, result.stderr) == (0, b"")
+    greeting, _, env_output = result.stdout.partition(b"\n")
+    assert greeting == GREETINGS["lib-a"].encode()
+    assert b"LD_LIBRARY_PATH" not in env_output.replace(b"NIX_LD_LIBRARY_PATH", b"")
+
+
+@pytest.mark.parametrize("row", NIX_LD_TABLE)
+def test_the_program_and_its_children_see_exactly_the_callers_library_variables(programs, native_probe, row):
+    """nix-ld 2.x leaves LD_LIBRARY_PATH="" in row 1, and restores nothing on i686."""
+    env = environment(programs, **NIX_LD_TABLE[row])
+    result = run(programs.probe, "env", native_probe, "env", env=env)
+    assert (result.returncode, result.stderr) == (0, b"")
+    seen = variable_lines(env, "LD_LIBRARY_PATH", "NIX_LD_LIBRARY_PATH")
+    assert result.stdout == seen + seen  # the program's view, then its child's
+
+
+def environment_block(program: str, entries: list[bytes]) -> bytes:
+    """What `program environ` prints when exec'd with exactly `entries` (nixld's C core passes
+    entries as they are: repeated names, entries without "=")."""
+    code = ("import sys, ast\nfrom nixld._execve import execve\n"
+            "execve(sys.argv[1].encode(), [sys.argv[1].encode(), b'environ'], ast.literal_eval(sys.argv[2]))")
+    result = subprocess.run([sys.executable, "-c", code, program, repr(entries)], capture_output=True,
+                            timeout=TIMEOUT)
+    assert (result.returncode, result.stderr) == (0, b"")
+    return result.stdout
+
+
+BLOCKS = {
+    "caller-has-ld-library-path": [b"LD_LIBRARY_PATH=/first", b"A=1", b"LD_LIBRARY_PATH=/second"],
+    "caller-has-only-nix-ld-variables": [b"NIX_LD_LIBRARY_PATH=/nix/lib", b"B=2"],
+    "odd-entries": [b"NIX_LD_LOG=error", b"NO_EQUALS", b"=empty-name", b"X=\xff\xfe", b"X=again", b"EMPTY="],
+}
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_the_program_gets_the_callers_environment_block_entry_for_entry(programs, block):
+    entries = [os.fsencode(f"NIX_LD_{programs.system}={programs.loader}"), *BLOCKS[block]]
+    assert environment_block(programs.probe, entries) == b"".join(entry + b"\0" for entry in entries)
+
+
+@pytest.mark.parametrize("block", ["caller-has-ld-library-path", "caller-has-only-nix-ld-variables"])
+def test_the_program_starts_on_the_stack_the_kernel_laid_out(programs, block):
+    """AT_ENTRY is the program's own again, and the auxv after envp is where start code that
+    walks the stack (Go's runtime, musl) looks for it."""
+    env = {os.fsencode(k): os.fsencode(v) for k, v in environment(programs).items()}
+    env.update(entry.split(b"=", 1) for entry in BLOCKS[block])
+    result = run(programs.probe, "start", env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", b"start ok\n")
+
+
+def with_nix_ld_defaults(programs: Programs, *argv: str) -> subprocess.CompletedProcess:
+    """Run `env -i argv...` where nix-ld's defaults exist, as the NixOS module makes them: in
+    a user and mount namespace with a tmpfs on /run holding the loader (as the default ld.so)
+    and lib-a's libnixldtest.so in the default library directory. With nothing in the
+    environment, the shim has no envp entry to lend the loader: it passes a copy of the stack."""
+    unshare = shutil.which("unshare")
+    require(unshare is not None, "unshare is missing", package="util-linux")
+    script = ('mount -t tmpfs tmpfs /run && mkdir -p "$1" && cp "$2" "$1/ld.so" && cp "$3" "$1/" && shift 3 '
+              '&& exec env -i "$@"')
+    return subprocess.run([unshare, "-rm", "/bin/bash", "-c", script, "bash", DEFAULT_LIBRARY_DIR, programs.loader,
+                           os.path.join(programs.lib_a, "libnixldtest.so"), *argv],
+                          capture_output=True, timeout=TIMEOUT)
+
+
+def test_with_an_empty_environment_the_defaults_serve_and_the_program_starts_as_the_kernel_laid_it_out(programs):
+    result = with_nix_ld_defaults(programs, programs.uses_library, programs.probe, "start")
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == lines(GREETINGS["lib-a"], "start ok")
+
+
+def test_with_an_empty_environment_the_program_and_its_children_get_nothing_added(programs, native_probe):
+    result = with_nix_ld_defaults(programs, programs.uses_library, programs.probe, "env", native_probe, "env")
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == lines(GREETINGS["lib-a"]) + variable_lines({}, "LD_LIBRARY_PATH", "NIX_LD_LIBRARY_PATH") * 2
+    result = with_nix_ld_defaults(programs, "ONLY=this", programs.probe, "environ")
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", b"ONLY=this\0")
+
+
+def test_proc_self_exe_and_argv0_are_the_programs(programs, tmp_path):
+    link = tmp_path / "link-to-probe"
+    link.symlink_to(programs.probe)
+    result = subprocess.run([b"chosen-name", b"exe"], executable=link, env=environment(programs),
+                            capture_output=True, timeout=TIMEOUT)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(programs.probe))
+    result = subprocess.run([b"chosen-name", b"argv"], executable=link, env=environment(programs),
+                            capture_output=True, timeout=TIMEOUT)
+    assert result.stdout == lines("chosen-name", "argv")
+
+
+def test_a_program_can_re_execute_itself_through_proc_self_exe(programs):
+    """What nixld run cannot offer (the process there is the loader), the shim does."""
+    result = run(programs.probe, "reexec", "argv", "again", env=environment(programs))
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(programs.probe, "argv", "again"))
+
+
+@pytest.mark.parametrize("status", [0, 1, 42, 255])
+def test_the_exit_status_is_the_programs(programs, status):
+    assert run(programs.probe, "exit", str(status), env=environment(programs)).returncode == status
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGSEGV, signal.SIGKILL])
+def test_death_by_a_signal_is_the_programs(programs, signum):
+    assert run(programs.probe, "kill", str(int(signum)), env=environment(programs)).returncode == -signum
+
+
+# ---------------------------------------------------------------------------------------------
+# Loaders the shim refuses: one line, 127, never a crash
+
+
+def test_a_loader_that_does_not_exist(programs):
+    result = run(programs.probe, "exit", "0", env=environment(programs, NIX_LD="/nope/ld.so",
+                                                              **{f"NIX_LD_{programs.system}": None}))
+    assert result.returncode == 127
+    assert_one_shim_line(result.stderr, programs.probe, "/nope/ld.so (from NIX_LD) does not exist", "set NIX_LD to")
+
+
+BAD_LOADERS = {
+    "a directory": (lambda path: path.mkdir(), "cannot be read: Is a directory"),
+    "a text file": (lambda path: path.write_text("#!/bin/sh\n"), "is not an ELF file"),
+    "an empty file": (lambda path: path.write_bytes(b""), "is not an ELF file"),
+    "a truncated ELF header": (lambda path: path.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(20)),
+                               "truncated ELF header"),
+    "a shared library": (lambda path: write_loader(path, entry=0), "a loader is a shared object with an entry point"),
+    "an executable": (lambda path: write_loader(path, elf_type=2), "a loader is a shared object with an entry point"),
+    "a dynamically linked program": (lambda path: write_elf(path), "it is a dynamically linked program"),
+    "another machine's loader": (lambda path: write_loader(path, machine=EM_AARCH64), "another machine's file"),
+    "a loader with no code at its entry": (lambda path: write_loader(path), "its entry point is not in its code"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_LOADERS)
+def test_a_loader_that_is_not_one_is_refused_in_one_line(programs, tmp_path, kind):
+    make, fault = BAD_LOADERS[kind]
+    loader = tmp_path / "loader"
+    make(loader)
+    if programs.system == "i686_linux" and kind in ("a shared library", "an executable", "another machine's loader",
+                                                     "a loader with no code at its entry", "a dynamically linked program"):
+        fault = "it is 64-bit, the program 32-bit"
+    result = run(programs.probe, "exit", "0", env=environment(programs, **{f"NIX_LD_{programs.system}": str(loader)}))
+    assert result.returncode == 127 and result.stdout == b""
+    assert_one_shim_line(result.stderr, programs.probe, str(loader), fault)
+
+
+def test_a_loader_of_the_other_class_is_refused(programs):
+    other = LOADERS["i686_linux" if programs.system == "x86_64_linux" else "x86_64_linux"]
+    require(os.path.exists(other), f"{other} is missing", package="libc6-i386")
+    result = run(programs.probe, "exit", "0", env=environment(programs, **{f"NIX_LD_{programs.system}": other}))
+    assert result.returncode == 127
+    assert_one_shim_line(result.stderr, other, "is not an ELF program loader for this program")
+
+
+def test_a_static_pie_program_is_not_a_loader(x86_64_programs, static_pie_probe):
+    result = run(x86_64_programs.probe, "exit", "0", env=environment(x86_64_programs, NIX_LD_x86_64_linux=static_pie_probe))
+    assert result.returncode == 127
+    assert_one_shim_line(result.stderr, static_pie_probe, "it is a static-pie program")
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-user-ID programs: the caller's environment chooses nothing
+
+
+def marking_loader(directory: Path, mark: Path) -> str:
+    """A stand-in "loader" (a shared object with an entry point and no interpreter, as a loader
+    is) that creates `mark` and exits 0: proof of having been run."""
+    source = directory / "marking_loader.c"
+    source.write_text(
+        "static long call(long n, long a, long b, long c) {\n"
+        "    long r; __asm__ volatile(\"syscall\" : \"=a\"(r) : \"a\"(n), \"D\"(a), \"S\"(b), \"d\"(c)"
+        " : \"rcx\", \"r11\", \"memory\"); return r; }\n"
+        f"static const char mark[] = \"{mark}\";\n"
+        "void start(void) { call(257, -100, (long)mark, 0101); call(231, 0, 0, 0); }\n")
+    loader = directory / "marking-loader.so"
+    compile_all([["-shared", "-fPIC", "-nostdlib", "-fno-stack-protector", "-Wl,-e,start", "-o", str(loader),
+                   str(source)]])
+    return str(loader)
+
+
+@pytest.fixture
+def set_user_id_probe(tmp_path) -> str:
+    """The probe, owned by nobody with the set-user-ID bit, in a directory anyone may enter
+    (with its own copy of the shim as interpreter): started by root, it runs with AT_SECURE
+    set. Needs root, as CI has."""
+    require(os.geteuid() == 0, "root, to give a program to nobody with the set-user-ID bit",
+            package="none: run the tests as root, as .ci/run does")
+    directory = Path(tempfile.mkdtemp(prefix="nixld-setuid-", dir="/tmp"))
+    os.chmod(directory, 0o755)
+    shim = directory / "shim"
+    shutil.copy(nixld.shim_path(), shim)
+    program = directory / "probe"
+    compile_all([["-o", str(program), str(PROGRAMS / "probe.c"), f"-Wl,--dynamic-linker={shim}"]])
+    os.chown(program, NOBODY, NOBODY)
+    os.chmod(program, 0o4755)
+    yield str(program)
+    shutil.rmtree(directory)
+
+
+def test_the_marking_loader_is_run_when_nix_ld_names_it(x86_64_programs, tmp_path):
+    mark = tmp_path / "mark"
+    loader = marking_loader(tmp_path, mark)
+    result = run(x86_64_programs.probe, "exit", "3", env=environment(x86_64_programs, NIX_LD_x86_64_linux=loader))
+    assert result.returncode == 0 and mark.exists()
+
+
+def test_a_set_user_id_program_ignores_the_loader_its_caller_names(set_user_id_probe, tmp_path):
+    mark = tmp_path / "mark"
+    loader = marking_loader(tmp_path, mark)
+    env = {"PATH": "/usr/bin:/bin", "NIX_LD": loader, "NIX_LD_x86_64_linux": loader, "NIX_LD_LOG": "info"}
+    result = run(set_user_id_probe, "exit", "0", env=env)
+    assert not mark.exists()
+    assert result.returncode == 127
+    text = result.stderr.decode()
+    assert "set-user-ID or set-group-ID (AT_SECURE): NIX_LD, NIX_LD_LIBRARY_PATH and LD_LIBRARY_PATH are ignored" in text
+    assert text.splitlines()[-1].endswith("only nix-ld's default loader is used")
+    assert DEFAULT_LOADER in text.splitlines()[-1]
+
+
+def test_a_set_user_id_program_run_by_its_owner_is_not_secure(set_user_id_probe, tmp_path):
+    """AT_SECURE is about privilege gained: as nobody, nobody's program takes NIX_LD."""
+    env = {"PATH": "/usr/bin:/bin", "NIX_LD": LOADERS["x86_64_linux"]}
+    result = run(set_user_id_probe, "exit", "5", env=env, user=NOBODY, group=NOBODY, extra_groups=[])
+    assert (result.returncode, result.stderr) == (5, b"")
+
+
+# ---------------------------------------------------------------------------------------------
+# What the shim says
+
+
+def test_at_info_the_shim_says_which_loader_and_library_path(programs):
+    env = environment(programs, NIX_LD_LOG="info", LD_LIBRARY_PATH="/some:/some", NIX_LD_LIBRARY_PATH="/nix,/some")
+    result = run(programs.probe, "exit", "0", env=env)
+    assert result.returncode == 0
+    assert_one_shim_line(result.stderr, programs.probe, f"loader {programs.loader} (from NIX_LD_{programs.system})",
+                         "library path /some:/nix (LD_LIBRARY_PATH, then from NIX_LD_LIBRARY_PATH)")
+
+
+def test_an_unknown_log_level_is_named_and_warn_is_used(programs):
+    result = run(programs.probe, "exit", "0", env=environment(programs, NIX_LD_LOG="loud"))
+    assert result.returncode == 0
+    assert_one_shim_line(result.stderr, "NIX_LD_LOG='loud' is not one of error, warn, info, debug, trace")
+
+
+# ---------------------------------------------------------------------------------------------
+# The shim started as a program: the loader run by hand
+
+
+def test_run_with_no_arguments_the_shim_lists_the_variables_it_honours(programs):
+    result = run(programs.shim, env=environment(programs))
+    assert (result.returncode, result.stderr) == (0, b"")
+    for name in (f"NIX_LD_{programs.system}", "NIX_LD", f"NIX_LD_LIBRARY_PATH_{programs.system}",
+                 "NIX_LD_LIBRARY_PATH", "NIX_LD_LOG", DEFAULT_LOADER, DEFAULT_LIBRARY_DIR):
+        assert name.encode() in result.stdout
+    assert result.stdout.endswith(lines(f"Now: loader {programs.loader} (from NIX_LD_{programs.system})"))
+
+
+def test_run_with_a_program_the_shim_starts_it_as_the_loader_would_by_hand(programs, native_probe):
+    env = environment(programs, NIX_LD_LIBRARY_PATH=programs.lib_b)
+    result = run(programs.shim, programs.uses_library, native_probe, "env", env=env)
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == lines(GREETINGS["lib-b"]) + variable_lines(env, "LD_LIBRARY_PATH", "NIX_LD_LIBRARY_PATH")
+
+
+def test_run_by_hand_with_no_loader_the_shim_explains(programs):
+    env = environment(programs, **{f"NIX_LD_{programs.system}": None})
+    result = run(programs.shim, programs.probe, "exit", "0", env=env)
+    assert result.returncode == 127
+    assert_one_shim_line(result.stderr, programs.probe, DEFAULT_LOADER, "does not exist")
