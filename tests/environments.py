@@ -1,6 +1,9 @@
-"""Small explicit environments for the programs the tests start."""
+"""Environments for the tests: small explicit ones for the programs they start, and
+hypothesis strategies for arbitrary byte environments."""
 
 from __future__ import annotations
+
+from hypothesis import strategies as st
 
 
 def explicit_environment(loader: str, loader_variable: str = "NIX_LD", **variables: str | bytes | None) -> dict:
@@ -27,3 +30,45 @@ NIX_LD_TABLE = {
     "row4-both-set": {"NIX_LD_LIBRARY_PATH": "/nix/lib", "LD_LIBRARY_PATH": "/some/lib"},
     "both-set-but-empty": {"NIX_LD_LIBRARY_PATH": "", "LD_LIBRARY_PATH": ""},
 }
+
+
+# Hypothesis strategies: environments of arbitrary bytes, weighted towards nix-ld's variables.
+
+CONTRACT_NAMES = [
+    b"LD_LIBRARY_PATH",
+    b"NIX_LD_LIBRARY_PATH",
+    b"NIX_LD_LIBRARY_PATH_x86_64_linux",
+    b"NIX_LD_LIBRARY_PATH_i686_linux",
+    b"NIX_LD_x86_64_linux",
+    b"NIX_LD",
+    b"NIX_LD_LOG",
+    b"PATH",
+]
+
+# Directory names: any bytes but NUL and the separators; a few fixed ones make collisions likely.
+directories = st.one_of(
+    st.sampled_from([b"/a", b"/b", b"/nix/store/x-lib/lib", b"relative", b"/\xff\xfe"]),
+    st.binary(min_size=1, max_size=12).filter(lambda d: not set(d) & set(b"\0:,;")),
+)
+separators = st.sampled_from([b":", b",", b";"])
+
+
+@st.composite
+def path_values(draw):
+    """A search-path value: directories and empty entries joined by arbitrary separators."""
+    entries = draw(st.lists(st.one_of(st.just(b""), directories), max_size=6))
+    value = b""
+    for index, entry in enumerate(entries):
+        if index:
+            value += draw(separators)
+        value += entry
+    return value
+
+
+names = st.one_of(
+    st.sampled_from(CONTRACT_NAMES),
+    st.binary(min_size=1, max_size=10).filter(lambda n: b"=" not in n and b"\0" not in n),
+)
+values = st.one_of(path_values(), st.binary(max_size=20).filter(lambda v: b"\0" not in v))
+environments = st.dictionaries(names, values, max_size=12)
+library_args = st.lists(directories, max_size=4)

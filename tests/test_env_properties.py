@@ -6,6 +6,7 @@ import os
 
 import pytest
 from crafted import write_elf, write_loader
+from environments import directories, environments, library_args, path_values
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,44 +15,6 @@ from nixld.loader import MODE_ENVIRONMENT, MODE_LIBRARY_PATH, environment_entrie
 
 DEFAULT_DIR = b"/run/current-system/sw/share/nix-ld/lib"
 SYSTEM = "x86_64_linux"
-CONTRACT_NAMES = [
-    b"LD_LIBRARY_PATH",
-    b"NIX_LD_LIBRARY_PATH",
-    b"NIX_LD_LIBRARY_PATH_x86_64_linux",
-    b"NIX_LD_LIBRARY_PATH_i686_linux",
-    b"NIX_LD_x86_64_linux",
-    b"NIX_LD",
-    b"NIX_LD_LOG",
-    b"PATH",
-]
-
-# Directory names: any bytes but NUL and the separators; a few fixed ones make collisions likely.
-directories = st.one_of(
-    st.sampled_from([b"/a", b"/b", b"/nix/store/x-lib/lib", b"relative", b"/\xff\xfe"]),
-    st.binary(min_size=1, max_size=12).filter(lambda d: not set(d) & set(b"\0:,;")),
-)
-separators = st.sampled_from([b":", b",", b";"])
-
-
-@st.composite
-def path_values(draw):
-    """A search-path value: directories and empty entries joined by arbitrary separators."""
-    entries = draw(st.lists(st.one_of(st.just(b""), directories), max_size=6))
-    value = b""
-    for index, entry in enumerate(entries):
-        if index:
-            value += draw(separators)
-        value += entry
-    return value
-
-
-names = st.one_of(
-    st.sampled_from(CONTRACT_NAMES),
-    st.binary(min_size=1, max_size=10).filter(lambda n: b"=" not in n and b"\0" not in n),
-)
-values = st.one_of(path_values(), st.binary(max_size=20).filter(lambda v: b"\0" not in v))
-environments = st.dictionaries(names, values, max_size=12)
-library_args = st.lists(directories, max_size=4)
 
 
 def split(value: bytes | None, separators: bytes) -> list[bytes]:

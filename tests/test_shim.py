@@ -40,7 +40,7 @@ Programs = namedtuple("Programs", "system shim loader probe uses_library dlopens
 
 
 def build_programs(root: Path, system: str) -> Programs:
-    shim = nixld.shim_path(system)
+    shim = built_shim(system)
     flags = ["-m32"] if system == "i686_linux" else []
     interpreter = f"-Wl,--dynamic-linker={shim}"
     lib_a, lib_b = root / "lib-a", root / "lib-b"
@@ -107,10 +107,19 @@ def assert_one_shim_line(stderr: bytes, *culprits: str) -> str:
 # What is built, and where it is
 
 
+def built_shim(system: str) -> str:
+    """The shim for `system`. This machine's own is always built; the i686 one needs gcc to
+    target i386 (-m32), which gcc-multilib guarantees."""
+    if system != shim_systems()[0]:
+        require(system in shims.built_systems(), f"nixld was installed without its {system} shim "
+                "(gcc -m32 failed when it was built)", package="gcc-multilib")
+    return nixld.shim_path(system)
+
+
 @pytest.mark.parametrize("system", shims.SHIM_SYSTEMS)
 def test_the_shim_is_built_for_each_system_this_machine_runs(system):
     if system in shim_systems():
-        assert os.access(nixld.shim_path(system), os.X_OK)
+        assert os.access(built_shim(system), os.X_OK)
     else:
         with pytest.raises(nixld.ShimUnavailable, match=f"no shim for {system}"):
             nixld.shim_path(system)
@@ -119,7 +128,7 @@ def test_the_shim_is_built_for_each_system_this_machine_runs(system):
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_the_shim_is_a_static_pie_interpreter_that_needs_no_relocation(system):
     """The kernel starts an interpreter before any loader exists: nothing may need relocating."""
-    with open(nixld.shim_path(system), "rb") as stream:
+    with open(built_shim(system), "rb") as stream:
         shim = ELFFile(stream)
         assert shim.header.e_type == "ET_DYN" and shim.header.e_entry != 0
         assert shim.elfclass == (64 if system == "x86_64_linux" else 32)
@@ -134,12 +143,20 @@ def test_the_shim_is_a_static_pie_interpreter_that_needs_no_relocation(system):
         assert needed == []
 
 
-def test_the_shim_path_is_the_same_from_python_and_from_the_command_line(nixld_script):
-    for system_args, system in (([], None), (["--system", "i686_linux"], "i686_linux")):
-        result = run(nixld_script, "shim", "--path", *system_args, env={"PATH": "/usr/bin:/bin"})
-        assert (result.returncode, result.stderr) == (0, b"")
-        assert result.stdout == lines(nixld.shim_path(system))
-    assert nixld.shim_path() == nixld.shim_path("x86_64_linux")
+@pytest.mark.parametrize("system", [None, *SYSTEMS])
+def test_the_shim_path_is_the_same_from_python_and_from_the_command_line(nixld_script, system):
+    path = built_shim(system or shim_systems()[0])
+    result = run(nixld_script, "shim", "--path", *(["--system", system] if system else []), env={"PATH": "/usr/bin:/bin"})
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(path))
+    assert nixld.shim_path(system) == path
+
+
+def test_a_shim_this_machine_cannot_run_is_not_built_and_asking_for_it_is_one_line_and_status_1(nixld_script):
+    other = next(system for system in shims.SHIM_SYSTEMS if system not in shim_systems())  # aarch64 on x86-64
+    result = run(nixld_script, "shim", "--path", "--system", other, env={"PATH": "/usr/bin:/bin"})
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr.startswith(f"nixld: this installation has no shim for {other}".encode())
+    assert result.stderr.count(b"\n") == 1
 
 
 def test_asking_for_a_shim_of_an_unknown_system_is_a_usage_error(nixld_script):
