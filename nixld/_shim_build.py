@@ -2,14 +2,15 @@
 
 The shim is freestanding C linked as a static-pie ELF file with no C library and no
 relocations: a program interpreter is started by the kernel before any loader exists, so
-nothing may need relocating. Only the C compiler is needed, for every architecture it can
-target (gcc -m32 builds the i686 shim without any 32-bit library).
+nothing may need relocating. Only a C compiler is needed (gcc or clang), for every architecture
+it can target (gcc -m32 builds the i686 shim without any 32-bit library).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import struct
 import subprocess
 from pathlib import Path
 
@@ -20,17 +21,11 @@ FREESTANDING_FLAGS = [
     "-std=gnu11", "-Os", "-Wall", "-Wextra", "-Werror",
     "-ffreestanding", "-fno-builtin", "-fno-stack-protector", "-fPIE", "-fvisibility=hidden",
     "-fno-asynchronous-unwind-tables", "-fno-unwind-tables",
-    # gcc would turn copy loops into calls of memcpy, which the shim defines but need not call.
-    "-fno-tree-loop-distribute-patterns",
     "-nostdlib", "-static-pie", "-Wl,-z,noexecstack", "-Wl,-z,text",
 ]
 
-# The shims for the programs each kernel (os.uname().machine) runs, its own first: Nix system
-# -> the compiler flags that target it.
-_SHIMS_BY_HOST = {
-    "x86_64": {"x86_64_linux": [], "i686_linux": ["-m32"]},
-    "aarch64": {"aarch64_linux": []},
-}
+# The shims for the programs each kernel (os.uname().machine) runs, its own first.
+_SHIMS_BY_HOST = {"x86_64": ["x86_64_linux", "i686_linux"], "aarch64": ["aarch64_linux"]}
 
 
 def shim_name(system: str) -> str:
@@ -40,13 +35,29 @@ def shim_name(system: str) -> str:
 
 def shim_systems(host_machine: str | None = None) -> list[str]:
     """The Nix systems whose programs this machine's kernel runs and the shim supports."""
-    return list(_SHIMS_BY_HOST.get(host_machine or platform.machine(), {}))
+    return list(_SHIMS_BY_HOST.get(host_machine or platform.machine(), []))
 
 
-def shim_command(compiler: list[str], output: str, system_flags: list[str]) -> list[str]:
-    """The command that compiles the shim into `output`."""
+# The flags that make a compiler for the system's machine target the system itself.
+SYSTEM_FLAGS = {"x86_64_linux": [], "i686_linux": ["-m32"], "aarch64_linux": []}
+
+
+def shim_command(compiler: list[str], system: str, output: str) -> list[str]:
+    """The command that compiles the shim for `system` into `output`."""
     sources = [str(SHIM_SOURCE / "shim.c"), str(SHIM_SOURCE / "contract.c")]
-    return [*compiler, *system_flags, *FREESTANDING_FLAGS, "-o", output, *sources]
+    return [*compiler, *SYSTEM_FLAGS[system], *FREESTANDING_FLAGS, "-o", output, *sources]
+
+
+def build_shim(compiler: list[str], system: str, output: str) -> str | None:
+    """Compile the shim for `system` into `output` with `compiler` (a cross compiler will do);
+    returns None, or what went wrong in one line."""
+    result = subprocess.run(shim_command(compiler, system, output), capture_output=True, text=True)
+    if result.returncode != 0:
+        return (result.stderr.strip().splitlines() or ["failed"])[-1]
+    if relocation_bytes(output):
+        os.unlink(output)
+        return "the linked shim needs relocations, which nothing would apply"
+    return None
 
 
 def build_shims(compiler: list[str], output_dir: str, host_machine: str | None = None) -> dict[str, str]:
@@ -55,9 +66,34 @@ def build_shims(compiler: list[str], output_dir: str, host_machine: str | None =
     that targets i386, which any x86-64 gcc does)."""
     os.makedirs(output_dir, exist_ok=True)
     failures = {}
-    for system, flags in _SHIMS_BY_HOST.get(host_machine or platform.machine(), {}).items():
-        output = os.path.join(output_dir, shim_name(system))
-        result = subprocess.run(shim_command(compiler, output, flags), capture_output=True, text=True)
-        if result.returncode != 0:
-            failures[system] = (result.stderr.strip().splitlines() or ["failed"])[-1]
+    for system in shim_systems(host_machine):
+        problem = build_shim(compiler, system, os.path.join(output_dir, shim_name(system)))
+        if problem:
+            failures[system] = problem
     return failures
+
+
+# Dynamic tags that give the size of relocations to apply at start-up.
+_RELOCATION_SIZE_TAGS = {2: "DT_PLTRELSZ", 8: "DT_RELASZ", 18: "DT_RELSZ", 35: "DT_RELRSZ"}
+
+
+def relocation_bytes(path: str) -> int:
+    """How many bytes of relocations the ELF file at `path` asks its loader to apply (a
+    little-endian ELF file of either class, as every shim is)."""
+    with open(path, "rb") as stream:
+        data = stream.read()
+    wide = data[4] == 2
+    phoff, phentsize, phnum = (struct.unpack_from("<Q", data, 32)[0], *struct.unpack_from("<HH", data, 54)) if wide \
+        else (struct.unpack_from("<I", data, 28)[0], *struct.unpack_from("<HH", data, 42))
+    total = 0
+    for index in range(phnum):
+        header = phoff + index * phentsize
+        if struct.unpack_from("<I", data, header)[0] != 2:  # PT_DYNAMIC
+            continue
+        offset, size = struct.unpack_from("<QQQQ", data, header + 8)[0::3] if wide \
+            else struct.unpack_from("<IIII", data, header + 4)[0::3]
+        entry = struct.Struct("<qQ" if wide else "<iI")
+        for tag, value in entry.iter_unpack(data[offset:offset + size - size % entry.size]):
+            if tag in _RELOCATION_SIZE_TAGS:
+                total += value
+    return total

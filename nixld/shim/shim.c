@@ -84,8 +84,15 @@ typedef struct {
 
 /* ---- the little of a C library the shim needs ---- */
 
-/* gcc may emit calls to these even in freestanding code. */
-__attribute__((used)) void *memset(void *destination, int byte, nixld_size size)
+/* Compilers may emit calls to these even in freestanding code; gcc must not turn their own
+ * loops into calls of themselves. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NOT_A_CALL_OF_ITSELF __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NOT_A_CALL_OF_ITSELF
+#endif
+
+__attribute__((used)) NOT_A_CALL_OF_ITSELF void *memset(void *destination, int byte, nixld_size size)
 {
     unsigned char *out = destination;
     while (size--)
@@ -93,7 +100,7 @@ __attribute__((used)) void *memset(void *destination, int byte, nixld_size size)
     return destination;
 }
 
-__attribute__((used)) void *memcpy(void *destination, const void *source, nixld_size size)
+__attribute__((used)) NOT_A_CALL_OF_ITSELF void *memcpy(void *destination, const void *source, nixld_size size)
 {
     unsigned char *out = destination;
     const unsigned char *in = source;
@@ -554,7 +561,9 @@ __attribute__((used)) unsigned long nixld_build_program_stack(unsigned long *loa
     return restore.program_entry;
 }
 
-void nixld_trampoline(void);
+/* Hidden, so that its address is computed from the program counter: through the GOT, it
+ * would need a relocation that nothing applies (-fvisibility covers definitions only). */
+__attribute__((visibility("hidden"))) void nixld_trampoline(void);
 NIXLD_TRAMPOLINE(nixld_trampoline, nixld_restore_environment, nixld_build_program_stack);
 
 static long directory_exists(const char *path)
