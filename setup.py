@@ -34,8 +34,10 @@ class BuildExtWithDemo(build_ext):
         compiler = self.compiler.compiler_so[:1]
         failures = shim_build.build_shims(compiler, os.path.join(package_dir, "shim"))
         systems = shim_build.shim_systems()
-        if systems and systems[0] in failures:
-            raise RuntimeError(f"nixld: the shim for {systems[0]} could not be built: {failures[systems[0]]}")
+        for required in systems[:1] + ["launcher"]:
+            if required in failures:
+                what = "the launcher" if required == "launcher" else f"the shim for {required}"
+                raise RuntimeError(f"nixld: {what} could not be built: {failures[required]}")
         for system, complaint in failures.items():
             # nixld works without a second system's shim; `nixld shim --path` says it is missing.
             self.warn(f"nixld: the shim for {system} was not built: {complaint}")

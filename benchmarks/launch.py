@@ -51,9 +51,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-from measurements import FOREIGN_INTERPRETER, bootstrap_ratio, find_loader, quantile
+from measurements import FOREIGN_INTERPRETER, bootstrap_ratio, find_loader, interleaved_rounds, quantile
 
 TRIVIAL_C = "int main(void){return 0;}\n"
 BAR = 1.2
@@ -150,16 +149,6 @@ def check(argv: list[str], env: dict[str, str]) -> None:
         sys.exit(f"launch.py: {' '.join(argv)} exited with {result.returncode}:\n{result.stderr}")
 
 
-def spawn_time_ns(argv: list[str], env: dict[str, str], file_actions) -> int:
-    start = time.perf_counter_ns()
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=file_actions)
-    _, status = os.waitpid(pid, 0)
-    elapsed = time.perf_counter_ns() - start
-    if status != 0:
-        sys.exit(f"launch.py: {' '.join(argv)} failed during the benchmark (wait status {status})")
-    return elapsed
-
-
 
 
 
@@ -169,16 +158,8 @@ def benchmark(args, python, nixld, loader, workdir, env) -> int:
     table = commands(python, nixld, loader, library_dir)
     for _, _, argv in table:
         check(argv, env)
-    devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
     rng = random.Random(20240501)
-    rounds: list[dict[str, int]] = []
-    for index in range(args.warmup + args.runs):
-        order = table[:]
-        rng.shuffle(order)
-        timings = {key: spawn_time_ns(argv, env, devnull) for key, _, argv in order}
-        if index >= args.warmup:
-            rounds.append(timings)
+    rounds = interleaved_rounds([(key, argv, env) for key, _, argv in table], args.runs, args.warmup, rng)
 
     def ms(value: float) -> str:
         return f"{value / 1e6:7.2f}"

@@ -6,6 +6,7 @@ import os
 import random
 import statistics
 import sys
+import time
 
 # An interpreter that exists on no machine: the kernel refuses programs linked with it.
 FOREIGN_INTERPRETER = "/nix/store/00000000000000000000000000000000-glibc-2.36/lib/ld-linux-x86-64.so.2"
@@ -44,3 +45,32 @@ def bootstrap_ratio(rounds, numerator, denominators: tuple, rng: random.Random |
         bottom = sum(statistics.median(r[key] for r in sample) for key in denominators)
         ratios.append(top / bottom)
     return quantile(ratios, 0.025), quantile(ratios, 0.975)
+
+
+def spawn_time_ns(argv: list[str], env: dict[str, str], file_actions) -> int:
+    """The wall time of one whole process, from posix_spawn to waitpid; exits the benchmark
+    if it fails (a failing command measures nothing)."""
+    start = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=file_actions)
+    _, status = os.waitpid(pid, 0)
+    elapsed = time.perf_counter_ns() - start
+    if status != 0:
+        sys.exit(f"{os.path.basename(sys.argv[0])}: {' '.join(argv)} failed during the benchmark "
+                 f"(wait status {status})")
+    return elapsed
+
+
+def interleaved_rounds(commands, runs: int, warmup: int, rng: random.Random) -> list[dict[str, int]]:
+    """Time each of `commands` ((key, argv, env) triples) once per round, in a shuffled order,
+    so that drift on a noisy machine falls on all alike; `warmup` rounds are discarded. Output
+    goes to /dev/null. Returns one {key: ns} per kept round."""
+    devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
+    rounds = []
+    for index in range(warmup + runs):
+        order = list(commands)
+        rng.shuffle(order)
+        timings = {key: spawn_time_ns(argv, env, devnull) for key, argv, env in order}
+        if index >= warmup:
+            rounds.append(timings)
+    return rounds

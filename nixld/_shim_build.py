@@ -22,6 +22,9 @@ FREESTANDING_FLAGS = [
     "-ffreestanding", "-fno-builtin", "-fno-stack-protector", "-fPIE", "-fvisibility=hidden",
     "-fno-asynchronous-unwind-tables", "-fno-unwind-tables",
     "-nostdlib", "-static-pie", "-Wl,-z,noexecstack", "-Wl,-z,text",
+    # Two loadable segments (code and constants; data) rather than four: fewer mappings for
+    # the kernel to make at every start and to tear down at every exit.
+    "-Wl,-z,noseparate-code", "-Wl,-z,norelro", "-Wl,--build-id=none",
 ]
 
 # The shims for the programs each kernel (os.uname().machine) runs, its own first.
@@ -42,34 +45,50 @@ def shim_systems(host_machine: str | None = None) -> list[str]:
 SYSTEM_FLAGS = {"x86_64_linux": [], "i686_linux": ["-m32"], "aarch64_linux": []}
 
 
-def shim_command(compiler: list[str], system: str, output: str) -> list[str]:
-    """The command that compiles the shim for `system` into `output`."""
-    sources = [str(SHIM_SOURCE / "shim.c"), str(SHIM_SOURCE / "contract.c")]
+# The freestanding programs built from nixld/shim/: the shim itself, and the launcher that
+# `nixld wrap --format binary` copies. Each: its main file, and what it shares.
+PROGRAM_SOURCES = {"shim": ["shim.c", "load.c", "contract.c", "runtime.c"],
+                   "launcher": ["launcher.c", "load.c", "contract.c", "runtime.c"]}
+
+
+def shim_command(compiler: list[str], system: str, output: str, program: str = "shim") -> list[str]:
+    """The command that compiles `program` ("shim" or "launcher") for `system` into `output`."""
+    sources = [str(SHIM_SOURCE / name) for name in PROGRAM_SOURCES[program]]
     return [*compiler, *SYSTEM_FLAGS[system], *FREESTANDING_FLAGS, "-o", output, *sources]
 
 
-def build_shim(compiler: list[str], system: str, output: str) -> str | None:
-    """Compile the shim for `system` into `output` with `compiler` (a cross compiler will do);
-    returns None, or what went wrong in one line."""
-    result = subprocess.run(shim_command(compiler, system, output), capture_output=True, text=True)
+def build_shim(compiler: list[str], system: str, output: str, program: str = "shim") -> str | None:
+    """Compile `program` ("shim" or "launcher") for `system` into `output` with `compiler` (a
+    cross compiler will do); returns None, or what went wrong in one line."""
+    result = subprocess.run(shim_command(compiler, system, output, program), capture_output=True, text=True)
     if result.returncode != 0:
         return (result.stderr.strip().splitlines() or ["failed"])[-1]
     if relocation_bytes(output):
         os.unlink(output)
-        return "the linked shim needs relocations, which nothing would apply"
+        return f"the linked {program} needs relocations, which nothing would apply"
     return None
 
 
+def launcher_name(system: str) -> str:
+    """The file name of the launcher built for `system`, beside the shims."""
+    return f"nixld-launcher-{system}"
+
+
 def build_shims(compiler: list[str], output_dir: str, host_machine: str | None = None) -> dict[str, str]:
-    """Compile the shim for every system this machine runs into `output_dir`; returns the
-    systems whose build failed, with the compiler's complaint (an i686 shim needs a compiler
-    that targets i386, which any x86-64 gcc does)."""
+    """Compile the shim for every system this machine runs, and the launcher for its own, into
+    `output_dir`; returns what failed ("launcher" or a system), with the compiler's complaint
+    (an i686 shim needs a compiler that targets i386, which any x86-64 gcc does)."""
     os.makedirs(output_dir, exist_ok=True)
     failures = {}
-    for system in shim_systems(host_machine):
+    systems = shim_systems(host_machine)
+    for system in systems:
         problem = build_shim(compiler, system, os.path.join(output_dir, shim_name(system)))
         if problem:
             failures[system] = problem
+    if systems:
+        problem = build_shim(compiler, systems[0], os.path.join(output_dir, launcher_name(systems[0])), "launcher")
+        if problem:
+            failures["launcher"] = problem
     return failures
 
 

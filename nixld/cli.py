@@ -22,6 +22,7 @@ commands:
   run      run a foreign program: nixld run [-L DIR]... [--ld PATH] PROGRAM [ARG]...
   inspect  what programs need and where each library resolves, without running them
   shim     where nixld's shim is: a program interpreter that starts foreign programs directly
+  wrap     write a file that starts a foreign program as `nixld run` would, for good
   demo     show a foreign binary failing, then running through nixld
 
 'nixld COMMAND --help' tells more about a command.
@@ -78,15 +79,17 @@ def main(argv: list[str] | None = None) -> int:
             return _inspect(rest)
         if command == "shim":
             return _shim(rest)
+        if command == "wrap":
+            return _wrap(rest)
         if command == "demo":
             from nixld.demo import demo
 
             return demo(rest)
-        raise UsageError(f"unknown command {command!r} (commands: run, inspect, shim, demo)")
+        raise UsageError(f"unknown command {command!r} (commands: run, inspect, shim, wrap, demo)")
     except _ReaderGone:
         return _READER_GONE_STATUS
     except UsageError as error:
-        topic = f"nixld {args[0]} --help" if args[:1] in (["run"], ["inspect"], ["shim"]) else "nixld --help"
+        topic = f"nixld {args[0]} --help" if args[:1] in (["run"], ["inspect"], ["shim"], ["wrap"]) else "nixld --help"
         write_error(f"{error.message}; see '{topic}'")
         return error.exit_status
     except NixLdError as error:
@@ -312,6 +315,41 @@ def _shim(args: list[str]) -> int:
                         help=f"for programs of SYSTEM ({', '.join(shims.SHIM_SYSTEMS)}; default: this machine's)")
     options = parser.parse_args(args)
     write_output(shims.shim_path(options.system) + "\n")
+    return 0
+
+
+def _wrap(args: list[str]) -> int:
+    from nixld import wrap
+
+    parser = _argument_parser(
+        "wrap",
+        description="Write OUT, a file that starts PROGRAM exactly as `nixld run [-L DIR]... [--ld PATH] "
+                    "PROGRAM` would (the loader, --library-path, --argv0, then the arguments), with the "
+                    "loader and the library directories decided now. The binary format is nixld's compiled "
+                    "launcher: no Python at run time. At run time the caller's LD_LIBRARY_PATH still comes "
+                    "first, as with `nixld run`, and the environment is passed on untouched.",
+        epilog="exit status: 0; 1 when OUT cannot be written (or exists, without --force); 126 or 127 "
+               "when `nixld run` would refuse PROGRAM; 2 for a usage error.",
+    )
+    parser.add_argument("program", metavar="PROGRAM", help="the foreign program (a bare name is found on PATH)")
+    parser.add_argument("-L", "--library-path", dest="libs", metavar="DIR", action="append", default=[],
+                        help="also search DIR (after LD_LIBRARY_PATH, before the NIX_LD directories); repeatable")
+    parser.add_argument("--ld", metavar="PATH", help="the loader (default: as `nixld run` chooses it now)")
+    parser.add_argument("--argv0", metavar="NAME", help="the program's argv[0] (default: the wrapper's own)")
+    parser.add_argument("-o", "--output", metavar="OUT", help="where to write (default: PROGRAM's name, here)")
+    parser.add_argument("--format", required=True, choices=wrap.FORMATS,
+                        help="binary: a copy of nixld's compiled launcher (the only format so far)")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    options = parser.parse_args(args)
+    if options.ld == "" or "" in options.libs or options.output == "":
+        raise UsageError("wrap: --ld, -L and -o need a non-empty value")
+    output, settings = wrap.wrap(
+        os.fsencode(options.program), None if options.output is None else os.fsencode(options.output),
+        tuple(os.fsencode(d) for d in options.libs), None if options.ld is None else os.fsencode(options.ld),
+        None if options.argv0 is None else os.fsencode(options.argv0), options.format, options.force)
+    loader, directories, program = (os.fsdecode(field) for field in settings[:3])
+    write_output(f"{os.fsdecode(output)}: starts {program} through {loader}"
+                 f" with library path {directories or '(none)'}\n")
     return 0
 
 

@@ -48,3 +48,16 @@ def shim_path(system: str | None = None) -> str:
 
 def _shim_file(system: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim", f"nixld-shim-{system}")
+
+
+def launcher_path() -> str:
+    """The compiled launcher that `nixld wrap --format binary` copies (built for this machine).
+
+    Raises ShimUnavailable when this installation has none.
+    """
+    system = host_system()
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim", f"nixld-launcher-{system}")
+    if not os.path.exists(path):
+        raise ShimUnavailable(f"this installation has no compiled launcher for {system}; nixld builds it "
+                              "when it is installed")
+    return path

@@ -195,3 +195,10 @@ nixld_size nixld_library_path(const struct nixld_settings *settings, char *out, 
     nixld_size used = append_entries(settings->ld_library_path, ';', out, 0, capacity);
     return append_entries(settings->nix_library_path, ',', out, used, capacity);
 }
+
+nixld_size nixld_join_library_path(struct nixld_string ld_library_path, struct nixld_string directories, char *out,
+                                   nixld_size capacity)
+{
+    nixld_size used = append_entries(ld_library_path, ';', out, 0, capacity);
+    return append_entries(directories, ':', out, used, capacity);
+}

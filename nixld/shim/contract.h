@@ -40,6 +40,11 @@ void nixld_read_settings(char *const *envp, const char *system, int secure, stru
  * returns the full length, so a result longer than `capacity` is known by its length. */
 nixld_size nixld_library_path(const struct nixld_settings *settings, char *out, nixld_size capacity);
 
+/* The same for a launcher whose directories were decided when it was made: the caller's
+ * LD_LIBRARY_PATH entries, then `directories` (joined with ':' alone). */
+nixld_size nixld_join_library_path(struct nixld_string ld_library_path, struct nixld_string directories, char *out,
+                                   nixld_size capacity);
+
 /* The value of the first entry `name`=... in `envp`, as getenv finds it; data NULL when absent. */
 struct nixld_string nixld_getenv(char *const *envp, const char *name);
 

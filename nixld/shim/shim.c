@@ -11,183 +11,8 @@
  */
 
 #include "contract.h"
-
-#if defined(__x86_64__)
-#include "arch/x86_64.h"
-#elif defined(__i386__)
-#include "arch/i386.h"
-#elif defined(__aarch64__)
-#include "arch/aarch64.h"
-#else
-#error "nixld's shim has no arch/ layer for this architecture"
-#endif
-
-/* unsigned long is the word size on every Linux ABI the shim supports, so one declaration of
- * the header fits both classes; only the program header's field order differs. */
-typedef struct {
-    unsigned char e_ident[16];
-    unsigned short e_type, e_machine;
-    unsigned int e_version;
-    unsigned long e_entry, e_phoff, e_shoff;
-    unsigned int e_flags;
-    unsigned short e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx;
-} elf_header;
-#if NIXLD_ELF_CLASS == 2
-typedef struct {
-    unsigned int p_type, p_flags;
-    unsigned long p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align;
-} program_header;
-#else
-typedef struct {
-    unsigned long p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align;
-} program_header;
-#endif
-typedef struct {
-    long d_tag;
-    unsigned long d_val;
-} dynamic_entry;
-
-#define ET_DYN 3
-#define PT_LOAD 1
-#define PT_DYNAMIC 2
-#define PT_INTERP 3
-#define PF_X 1
-#define PF_W 2
-#define PF_R 4
-#define DT_NULL 0
-#define DT_FLAGS_1 0x6ffffffb
-#define DF_1_PIE 0x08000000
-
-#define AT_NULL 0
-#define AT_PAGESZ 6
-#define AT_BASE 7
-#define AT_ENTRY 9
-#define AT_SECURE 23
-#define AT_EXECFN 31
-
-#define PROT_NONE 0
-#define PROT_READ 1
-#define PROT_WRITE 2
-#define PROT_EXEC 4
-#define MAP_PRIVATE 0x02
-#define MAP_FIXED 0x10
-#define MAP_ANONYMOUS 0x20
-#define O_RDONLY 0
-#define O_CLOEXEC 02000000
-#define AT_FDCWD -100
-#define SEEK_END 2
-
-#define EXIT_CANNOT_START 127
-/* More program headers than any loader has (glibc's has 11, musl's 8). */
-#define MAX_LOADER_PROGRAM_HEADERS 64
-#define MAX_DYNAMIC_ENTRIES 256
-
-/* ---- the little of a C library the shim needs ---- */
-
-/* Compilers may emit calls to these even in freestanding code; gcc must not turn their own
- * loops into calls of themselves. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NOT_A_CALL_OF_ITSELF __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define NOT_A_CALL_OF_ITSELF
-#endif
-
-__attribute__((used)) NOT_A_CALL_OF_ITSELF void *memset(void *destination, int byte, nixld_size size)
-{
-    unsigned char *out = destination;
-    while (size--)
-        *out++ = (unsigned char)byte;
-    return destination;
-}
-
-__attribute__((used)) NOT_A_CALL_OF_ITSELF void *memcpy(void *destination, const void *source, nixld_size size)
-{
-    unsigned char *out = destination;
-    const unsigned char *in = source;
-    while (size--)
-        *out++ = *in++;
-    return destination;
-}
-
-static nixld_size length_of(const char *string)
-{
-    nixld_size length = 0;
-    while (string[length])
-        length++;
-    return length;
-}
-
-static int starts_with(const char *string, const char *prefix)
-{
-    while (*prefix)
-        if (*string++ != *prefix++)
-            return 0;
-    return 1;
-}
-
-__attribute__((noreturn)) static void exit_group(int status)
-{
-    for (;;)
-        nixld_syscall3(NIXLD_SYS_exit_group, status, 0, 0);
-}
-
-/* ---- messages: one line, written at once ---- */
-
-struct line {
-    char text[1024];
-    nixld_size length;
-};
-
-static void add(struct line *line, const char *data, nixld_size length)
-{
-    /* A line too long for the buffer is cut, ending in "..." (paths can be 4 KiB). */
-    for (nixld_size i = 0; i < length; i++) {
-        if (line->length >= sizeof line->text - 4) {
-            line->text[line->length++] = '.';
-            line->text[line->length++] = '.';
-            line->text[line->length++] = '.';
-            return;
-        }
-        line->text[line->length++] = data[i];
-    }
-}
-
-static void add_text(struct line *line, const char *text)
-{
-    add(line, text, length_of(text));
-}
-
-static void add_string(struct line *line, struct nixld_string string)
-{
-    add(line, string.data, string.length);
-}
-
-static void write_line(struct line *line, int fd)
-{
-    line->text[line->length++] = '\n';
-    nixld_syscall3(NIXLD_SYS_write, fd, (long)line->text, (long)line->length);
-}
-
-static const char *error_text(long error)
-{
-    switch (-error) {
-    case 1: return "Operation not permitted";
-    case 2: return "No such file or directory";
-    case 5: return "Input/output error";
-    case 8: return "Exec format error";
-    case 12: return "Cannot allocate memory";
-    case 13: return "Permission denied";
-    case 19: return "No such device";
-    case 20: return "Not a directory";
-    case 21: return "Is a directory";
-    case 22: return "Invalid argument";
-    case 23: case 24: return "Too many open files";
-    case 26: return "Text file busy";
-    case 36: return "File name too long";
-    case 40: return "Too many levels of symbolic links";
-    default: return "system error";
-    }
-}
+#include "load.h"
+#include "runtime.h"
 
 /* ---- what this launch is about ---- */
 
@@ -340,38 +165,11 @@ static void log_info(const struct launch *launch, const char *library_path, nixl
     write_line(&line, 2);
 }
 
-/* ---- the loader: checked header by header, then mapped as the kernel maps an interpreter ---- */
+/* ---- the loader ---- */
 
-struct loader {
-    int fd;
-    elf_header header;
-    program_header headers[MAX_LOADER_PROGRAM_HEADERS];
-    unsigned long base;
-};
-
-static int read_exactly(int fd, void *buffer, unsigned long size, unsigned long offset)
-{
-    long got = nixld_pread(fd, buffer, size, offset);
-    return got == (long)size;
-}
-
-static int is_flagged_pie(const struct loader *loader, const program_header *dynamic, unsigned long file_size)
-{
-    dynamic_entry entries[MAX_DYNAMIC_ENTRIES];
-    unsigned long size = dynamic->p_filesz < sizeof entries ? dynamic->p_filesz : sizeof entries;
-    if (dynamic->p_offset > file_size || size > file_size - dynamic->p_offset)
-        return 0;
-    size -= size % sizeof entries[0];
-    if (!read_exactly(loader->fd, entries, size, dynamic->p_offset))
-        return 0;
-    for (unsigned long i = 0; i < size / sizeof entries[0] && entries[i].d_tag != DT_NULL; i++)
-        if (entries[i].d_tag == DT_FLAGS_1)
-            return (entries[i].d_val & DF_1_PIE) != 0;
-    return 0;
-}
-
-/* Opens and checks the loader; a fault ends the launch with one line. */
-static void open_loader(const struct launch *launch, struct loader *loader)
+/* Opens and checks the loader the settings name and, when `map`, maps it; a fault ends the
+ * launch with one line. */
+static void load(const struct launch *launch, struct loader *loader, int map)
 {
     char path[4096];
     struct nixld_string name = launch->settings.loader;
@@ -379,134 +177,11 @@ static void open_loader(const struct launch *launch, struct loader *loader)
         fail(launch, "cannot be opened", -36);
     memcpy(path, name.data, name.length);
     path[name.length] = 0;
-
-    long fd = nixld_syscall3(NIXLD_SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC);
-    if (fd == -2)
-        fail(launch, "does not exist", 0);
-    if (fd < 0)
-        fail(launch, "cannot be opened", fd);
-    loader->fd = (int)fd;
-    long file_size = nixld_syscall3(NIXLD_SYS_lseek, fd, 0, SEEK_END);
-    if (file_size < 0)
-        fail(launch, "cannot be read", file_size);
-
-    elf_header *header = &loader->header;
-    long got = nixld_pread((int)fd, header, sizeof *header, 0);
-    if (got < 0)
-        fail(launch, "cannot be read", got);
-    if (got < 4 || header->e_ident[0] != 0x7f || header->e_ident[1] != 'E' || header->e_ident[2] != 'L' ||
-        header->e_ident[3] != 'F')
-        fail(launch, "is not an ELF file", 0);
-    if (got < (long)sizeof *header)
-        fail(launch, "is not an ELF program loader (truncated ELF header)", 0);
-    if (header->e_ident[4] != NIXLD_ELF_CLASS)
-        fail(launch, NIXLD_ELF_CLASS == 2 ? "is not an ELF program loader for this program "
-                                            "(it is 32-bit, the program 64-bit)"
-                                          : "is not an ELF program loader for this program "
-                                            "(it is 64-bit, the program 32-bit)", 0);
-    if (header->e_ident[5] != 1 || header->e_machine != NIXLD_ELF_MACHINE)
-        fail(launch, "is not an ELF program loader for this program (another machine's file)", 0);
-    if (header->e_type != ET_DYN || header->e_entry == 0)
-        fail(launch, "is not an ELF program loader (a loader is a shared object with an entry point)", 0);
-    if (header->e_phentsize != sizeof(program_header) || header->e_phnum == 0 ||
-        header->e_phnum > MAX_LOADER_PROGRAM_HEADERS)
-        fail(launch, "is not an ELF program loader (corrupt program header table)", 0);
-    unsigned long table_size = header->e_phnum * sizeof(program_header);
-    if (header->e_phoff > (unsigned long)file_size || table_size > (unsigned long)file_size - header->e_phoff ||
-        !read_exactly((int)fd, loader->headers, table_size, header->e_phoff))
-        fail(launch, "is not an ELF program loader (truncated program header table)", 0);
-
-    unsigned long previous_end = 0;
-    int loads = 0, entry_is_code = 0;
-    for (int i = 0; i < header->e_phnum; i++) {
-        const program_header *segment = &loader->headers[i];
-        if (segment->p_type == PT_INTERP)
-            fail(launch, "is not an ELF program loader (it is a dynamically linked program)", 0);
-        if (segment->p_type == PT_DYNAMIC && is_flagged_pie(loader, segment, (unsigned long)file_size))
-            fail(launch, "is not an ELF program loader (it is a static-pie program)", 0);
-        if (segment->p_type != PT_LOAD)
-            continue;
-        unsigned long end = segment->p_vaddr + segment->p_memsz;
-        if (segment->p_filesz > segment->p_memsz || end < segment->p_vaddr ||
-            segment->p_offset > (unsigned long)file_size ||
-            segment->p_filesz > (unsigned long)file_size - segment->p_offset ||
-            (segment->p_vaddr - segment->p_offset) % launch->page_size != 0 ||
-            (loads && segment->p_vaddr < previous_end))
-            fail(launch, "is not an ELF program loader (corrupt loadable segment)", 0);
-        if ((segment->p_flags & PF_X) && header->e_entry >= segment->p_vaddr && header->e_entry < end)
-            entry_is_code = 1;
-        previous_end = end;
-        loads++;
-    }
-    if (!loads)
-        fail(launch, "is not an ELF program loader (no loadable segment)", 0);
-    if (!entry_is_code)
-        fail(launch, "is not an ELF program loader (its entry point is not in its code)", 0);
-}
-
-static int protection(unsigned long flags)
-{
-    return (flags & PF_R ? PROT_READ : 0) | (flags & PF_W ? PROT_WRITE : 0) | (flags & PF_X ? PROT_EXEC : 0);
-}
-
-static int is_mmap_error(long result)
-{
-    return (unsigned long)result > -4096UL;
-}
-
-static void map_loader(const struct launch *launch, struct loader *loader)
-{
-    unsigned long page = launch->page_size;
-    const program_header *first = 0, *last = 0;
-    for (int i = 0; i < loader->header.e_phnum; i++) {
-        if (loader->headers[i].p_type == PT_LOAD) {
-            if (!first)
-                first = &loader->headers[i];
-            last = &loader->headers[i];
-        }
-    }
-    unsigned long low = first->p_vaddr & -page;
-    unsigned long span = ((last->p_vaddr + last->p_memsz + page - 1) & -page) - low;
-    /* Reserve the whole span first, so that the segments keep their distances. */
-    long reserved = nixld_mmap(0, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (is_mmap_error(reserved))
-        fail(launch, "cannot be mapped", reserved);
-    loader->base = (unsigned long)reserved - low;
-
-    for (int i = 0; i < loader->header.e_phnum; i++) {
-        const program_header *segment = &loader->headers[i];
-        if (segment->p_type != PT_LOAD)
-            continue;
-        int prot = protection(segment->p_flags);
-        unsigned long start = loader->base + (segment->p_vaddr & -page);
-        unsigned long file_end = loader->base + segment->p_vaddr + segment->p_filesz;
-        unsigned long memory_end = loader->base + segment->p_vaddr + segment->p_memsz;
-        unsigned long file_pages_end = (file_end + page - 1) & -page;
-        if (segment->p_filesz) {
-            long mapped = nixld_mmap((void *)start, file_pages_end - start, prot, MAP_PRIVATE | MAP_FIXED,
-                                     loader->fd, segment->p_offset & -page);
-            if (is_mmap_error(mapped))
-                fail(launch, "cannot be mapped", mapped);
-        }
-        if (segment->p_memsz > segment->p_filesz) {
-            /* The bss: the rest of the file's last page is zeroed, then whole zero pages. */
-            if (file_end < file_pages_end && segment->p_filesz) {
-                if (!(prot & PROT_WRITE))
-                    nixld_syscall3(NIXLD_SYS_mprotect, (long)(file_end & -page), (long)page, prot | PROT_WRITE);
-                memset((void *)file_end, 0, file_pages_end - file_end);
-                if (!(prot & PROT_WRITE))
-                    nixld_syscall3(NIXLD_SYS_mprotect, (long)(file_end & -page), (long)page, prot);
-            }
-            unsigned long zero_start = segment->p_filesz ? file_pages_end : start;
-            if (memory_end > zero_start) {
-                long mapped = nixld_mmap((void *)zero_start, ((memory_end + page - 1) & -page) - zero_start, prot,
-                                         MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
-                if (is_mmap_error(mapped))
-                    fail(launch, "cannot be mapped", mapped);
-            }
-        }
-    }
-    nixld_syscall3(NIXLD_SYS_close, loader->fd, 0, 0);
+    const char *fault = nixld_open_loader(path, launch->page_size, loader);
+    if (!fault && map)
+        fault = nixld_map_loader(loader, launch->page_size);
+    if (fault)
+        fail(launch, fault, loader->error);
 }
 
 /* ---- the library path, for the loader's eyes only ---- */
@@ -662,7 +337,7 @@ __attribute__((noreturn)) static void run_by_hand(struct launch *launch, char *l
     launch->program = launch->argv[1];
     announce(launch);
     struct loader loader;
-    open_loader(launch, &loader);
+    load(launch, &loader, 0);
     nixld_syscall3(NIXLD_SYS_close, loader.fd, 0, 0);
     log_info(launch, library_path, length);
 
@@ -696,14 +371,19 @@ __attribute__((noreturn, used)) void nixld_shim_main(unsigned long *stack)
     int started_as_interpreter = auxv_value(launch.auxv, AT_BASE) != 0;
 
     /* "LD_LIBRARY_PATH=" and the path, in memory that outlives this frame (the loader runs on
-     * this stack), sized for the longest values the kernel passes. */
+     * this stack): the shim's own for the usual lengths, mapped for the longest the kernel
+     * passes. */
+    static char usual[4096];
     nixld_size length = nixld_library_path(&launch.settings, 0, 0);
     static const char name[] = "LD_LIBRARY_PATH=";
     nixld_size size = sizeof name + length;
-    long memory = nixld_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (is_mmap_error(memory))
-        fail(&launch, "cannot be used: no memory for the library path", memory);
-    char *entry = (char *)memory;
+    char *entry = usual;
+    if (size > sizeof usual) {
+        long memory = nixld_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (is_mmap_error(memory))
+            fail(&launch, "cannot be used: no memory for the library path", memory);
+        entry = (char *)memory;
+    }
     memcpy(entry, name, sizeof name - 1);
     char *library_path = entry + sizeof name - 1;
     length = nixld_library_path(&launch.settings, library_path, length);
@@ -714,8 +394,7 @@ __attribute__((noreturn, used)) void nixld_shim_main(unsigned long *stack)
 
     announce(&launch);
     struct loader loader;
-    open_loader(&launch, &loader);
-    map_loader(&launch, &loader);
+    load(&launch, &loader, 1);
     log_info(&launch, library_path, length);
 
     unsigned long *start = stack;

@@ -1,0 +1,261 @@
+"""`nixld wrap --format binary`: a copy of nixld's compiled launcher that starts one foreign
+program exactly as `nixld run` would, with no Python at run time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FOREIGN, GREETINGS, I386_LOADER, PROGRAMS, compile_all, require, why_gcc_cannot_build_32_bit
+from crafted import write_loader
+from environments import NIX_LD_TABLE, explicit_environment
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nixld import shims, wrap
+
+REAL_LOADER = "/lib64/ld-linux-x86-64.so.2"
+MUSL_LOADER = "/lib/ld-musl-x86_64.so.1"
+TIMEOUT = 30
+
+
+def environment(**variables) -> dict:
+    return explicit_environment(REAL_LOADER, **variables)
+
+
+def lines(*items) -> bytes:
+    return b"".join(os.fsencode(item) + b"\n" for item in items)
+
+
+def nixld_wrap(nixld_script, *args, env=None, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([nixld_script, "wrap", "--format", "binary", *args], env=env or environment(),
+                          capture_output=True, timeout=TIMEOUT, cwd=cwd)
+
+
+def run(*argv, env=None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([os.fsencode(arg) for arg in argv], env=env or environment(), capture_output=True,
+                          timeout=TIMEOUT, **kwargs)
+
+
+@pytest.fixture
+def wrapped_probe(nixld_script, probe, tmp_path) -> str:
+    output = tmp_path / "wrapped-probe"
+    result = nixld_wrap(nixld_script, "-o", str(output), probe)
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == f"{output}: starts {probe} through {REAL_LOADER} with library path " \
+                            f"/run/current-system/sw/share/nix-ld/lib\n".encode()
+    return str(output)
+
+
+def test_the_wrapper_runs_the_program_with_its_arguments(wrapped_probe):
+    result = run(wrapped_probe, "argv", "one", "two words", "")
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == lines(wrapped_probe, "argv", "one", "two words", "")
+
+
+def test_the_program_sees_the_wrappers_argv0_unless_one_was_fixed(nixld_script, probe, tmp_path):
+    default, fixed = tmp_path / "default", tmp_path / "fixed"
+    assert nixld_wrap(nixld_script, "-o", str(default), probe).returncode == 0
+    assert nixld_wrap(nixld_script, "-o", str(fixed), "--argv0", "chosen", probe).returncode == 0
+    result = subprocess.run([b"called-as", b"argv"], executable=default, env=environment(), capture_output=True)
+    assert result.stdout == lines("called-as", "argv")
+    assert run(fixed, "argv").stdout == lines("chosen", "argv")
+
+
+def test_libraries_come_from_the_directories_fixed_at_wrap_time(nixld_script, uses_library, library_dirs, tmp_path):
+    output = tmp_path / "wrapped"
+    assert nixld_wrap(nixld_script, "-o", str(output), "-L", library_dirs.b, uses_library).returncode == 0
+    result = run(output, env=environment(NIX_LD_LIBRARY_PATH=library_dirs.a))  # at run time: not read
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-b"]))
+
+
+def test_the_nix_ld_directories_at_wrap_time_are_fixed_too(nixld_script, uses_library, library_dirs, tmp_path):
+    output = tmp_path / "wrapped"
+    result = nixld_wrap(nixld_script, "-o", str(output), uses_library,
+                        env=environment(NIX_LD_LIBRARY_PATH=library_dirs.a, LD_LIBRARY_PATH=library_dirs.b))
+    assert result.returncode == 0
+    assert result.stdout.endswith(f"with library path {library_dirs.a}\n".encode())  # not the caller's
+    assert run(output).stdout == lines(GREETINGS["lib-a"])
+
+
+def test_the_callers_ld_library_path_at_run_time_comes_first_as_with_nixld_run(nixld_script, uses_library,
+                                                                               library_dirs, tmp_path):
+    output = tmp_path / "wrapped"
+    assert nixld_wrap(nixld_script, "-o", str(output), "-L", library_dirs.a, uses_library).returncode == 0
+    env = environment(LD_LIBRARY_PATH=f":{library_dirs.b};")
+    assert run(output, env=env).stdout == lines(GREETINGS["lib-b"])
+    assert run(nixld_script, "run", "-L", library_dirs.a, uses_library, env=env).stdout == lines(GREETINGS["lib-b"])
+
+
+@pytest.mark.parametrize("row", NIX_LD_TABLE)
+def test_the_program_and_its_children_see_exactly_the_callers_library_variables(wrapped_probe, native_probe, row):
+    env = environment(**NIX_LD_TABLE[row])
+    result = run(wrapped_probe, "env", native_probe, "env", env=env)
+    assert (result.returncode, result.stderr) == (0, b"")
+    seen = lines(*(f"{name}={env[name]}" if name in env else f"{name} unset"
+                   for name in ("LD_LIBRARY_PATH", "NIX_LD_LIBRARY_PATH")))
+    assert result.stdout == seen + seen
+
+
+def test_the_program_gets_the_callers_environment_block_entry_for_entry(wrapped_probe):
+    entries = [b"A=1", b"LD_LIBRARY_PATH=/x", b"A=2", b"NO_EQUALS", b"X=\xff"]
+    code = ("import sys, ast\nfrom nixld._execve import execve\n"
+            "execve(sys.argv[1].encode(), [sys.argv[1].encode(), b'environ'], ast.literal_eval(sys.argv[2]))")
+    result = subprocess.run([sys.executable, "-c", code, wrapped_probe, repr(entries)], capture_output=True,
+                            timeout=TIMEOUT)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", b"".join(e + b"\0" for e in entries))
+
+
+@pytest.mark.parametrize("status", [0, 3, 255])
+def test_the_exit_status_is_the_programs(wrapped_probe, status):
+    assert run(wrapped_probe, "exit", str(status)).returncode == status
+
+
+def test_death_by_a_signal_is_the_programs(wrapped_probe):
+    assert run(wrapped_probe, "kill", str(int(signal.SIGTERM))).returncode == -signal.SIGTERM
+
+
+# Paths any byte but NUL and "/": spaces, quotes, $, backquotes, newlines, non-UTF-8.
+awkward_names = st.binary(min_size=1, max_size=24).filter(
+    lambda name: b"\0" not in name and b"/" not in name and name not in (b".", b".."))
+
+
+@settings(max_examples=25)
+@given(name=awkward_names)
+def test_any_program_path_survives_the_wrapper(nixld_script, probe, tmp_path_factory, name):
+    directory = tmp_path_factory.mktemp("awkward")
+    program = os.fsencode(directory) + b"/" + name
+    shutil.copy(probe, program)
+    output = os.fsencode(directory) + b"/wrapped " + name
+    result = nixld_wrap(nixld_script, "-o", output, b"--", program)
+    assert (result.returncode, result.stderr) == (0, b"")
+    result = run(output, "argv", "$HOME `x` 'y' \"z\"\n")
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == output + b"\nargv\n$HOME `x` 'y' \"z\"\n\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# What wrap refuses, and what it never leaves behind
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if name.startswith(".nixld-wrap-"))
+
+
+def test_an_existing_file_is_replaced_only_with_force(nixld_script, probe, tmp_path):
+    output = tmp_path / "out"
+    output.write_text("precious")
+    result = nixld_wrap(nixld_script, "-o", str(output), probe)
+    assert result.returncode == 1
+    assert result.stderr == f"nixld: {output} exists: give --force to replace it\n".encode()
+    assert output.read_text() == "precious"
+    assert nixld_wrap(nixld_script, "--force", "-o", str(output), probe).returncode == 0
+    assert run(output, "exit", "7").returncode == 7
+    assert leftovers(tmp_path) == []
+
+
+def test_the_default_output_is_the_programs_name_here_and_never_the_program_itself(nixld_script, probe, tmp_path):
+    result = nixld_wrap(nixld_script, probe, cwd=tmp_path)
+    assert result.returncode == 0
+    assert run(tmp_path / os.path.basename(probe), "exit", "4").returncode == 4
+    result = nixld_wrap(nixld_script, "--force", probe, cwd=os.path.dirname(probe))
+    assert result.returncode == 1
+    assert b"is the program itself" in result.stderr
+
+
+def test_an_output_in_a_missing_directory_is_one_line_and_leaves_nothing(nixld_script, probe, tmp_path):
+    result = nixld_wrap(nixld_script, "-o", str(tmp_path / "no" / "such" / "out"), probe)
+    assert result.returncode == 1
+    assert result.stderr.startswith(b"nixld: cannot write ") and result.stderr.count(b"\n") == 1
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("which, fault", [("static_probe", "needs no wrapper"),
+                                          ("native_probe", None)])
+def test_a_program_that_needs_no_wrapper_is_refused_and_a_native_one_is_not(nixld_script, request, tmp_path, which,
+                                                                              fault):
+    program = request.getfixturevalue(which)
+    result = nixld_wrap(nixld_script, "-o", str(tmp_path / "out"), program)
+    if fault is None:
+        assert result.returncode == 0
+    else:
+        assert result.returncode == 126 and fault.encode() in result.stderr
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_loader_without_library_path_option_cannot_be_wrapped(nixld_script, probe, tmp_path):
+    loader = tmp_path / "old-ld.so"
+    write_loader(loader, options=(b"--argv0",))
+    result = nixld_wrap(nixld_script, "-o", str(tmp_path / "out"), "--ld", str(loader), probe)
+    assert result.returncode == 126
+    assert b"has no --library-path option, which the launcher needs" in result.stderr
+
+
+def test_wrap_refuses_what_nixld_run_refuses(nixld_script, tmp_path):
+    result = nixld_wrap(nixld_script, "-o", str(tmp_path / "out"), str(tmp_path / "absent"))
+    assert result.returncode == 127 and result.stderr.count(b"\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_wrapper_whose_loader_is_gone_says_so_in_one_line(nixld_script, probe, tmp_path):
+    loader = tmp_path / "ld.so"
+    shutil.copy(REAL_LOADER, loader)
+    output = tmp_path / "out"
+    assert nixld_wrap(nixld_script, "-o", str(output), "--ld", str(loader), probe).returncode == 0
+    loader.unlink()
+    result = run(output, "exit", "0")
+    assert result.returncode == 127
+    assert result.stderr == f"nixld launcher: {probe}: its loader {loader} does not exist\n".encode()
+
+
+def test_the_launcher_as_installed_has_no_settings_and_says_so(tmp_path):
+    result = run(shims.launcher_path())
+    assert result.returncode == 127
+    assert b"this launcher has no settings: make one with `nixld wrap --format binary PROGRAM`" in result.stderr
+
+
+def test_settings_too_long_for_the_launcher_are_refused():
+    with pytest.raises(wrap.WrapError, match="the launcher holds 32768"):
+        wrap.launcher_bytes((b"/ld.so", b":".join([b"/d" * 100] * 200), b"/p", b"", b"1"))
+
+
+def test_proc_self_exe_is_the_wrapper_so_a_program_that_re_executes_itself_works(wrapped_probe):
+    """The launcher maps the loader itself rather than exec'ing it, so the process image stays
+    the wrapper: re-executing /proc/self/exe starts the wrapper, hence the program, again."""
+    assert run(wrapped_probe, "exe").stdout == lines(wrapped_probe)
+    result = run(wrapped_probe, "reexec", "argv", "again")
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(wrapped_probe, "argv", "again"))
+
+
+def test_the_program_starts_on_a_stack_laid_out_as_the_kernel_lays_one_out(wrapped_probe):
+    result = run(wrapped_probe, "start", env=environment(LD_LIBRARY_PATH="/x"))
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", b"start ok\n")
+
+
+def test_a_musl_program_wrapped_with_musls_loader_runs(nixld_script, tmp_path):
+    require(shutil.which("musl-gcc") is not None and os.path.exists(MUSL_LOADER), "musl's compiler and loader",
+            package="musl-tools")
+    program = tmp_path / "musl-probe"
+    compile_all([["-o", str(program), str(PROGRAMS / "probe.c"), FOREIGN]], compiler=["musl-gcc"])
+    output = tmp_path / "wrapped"
+    assert nixld_wrap(nixld_script, "-o", str(output), "--ld", MUSL_LOADER, str(program)).returncode == 0
+    result = run(output, "argv", "x", env=environment(LD_LIBRARY_PATH="/x"))
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(output, "argv", "x"))
+
+
+def test_an_i686_program_is_wrapped_and_its_loader_started_by_the_kernel(nixld_script, tmp_path):
+    why = why_gcc_cannot_build_32_bit()
+    require(why is None, f"gcc cannot build 32-bit programs ({why})", package="gcc-multilib")
+    program = tmp_path / "probe32"
+    compile_all([["-m32", "-o", str(program), str(PROGRAMS / "probe.c"), FOREIGN]])
+    output = tmp_path / "wrapped"
+    result = nixld_wrap(nixld_script, "-o", str(output), str(program),
+                        env=environment(NIX_LD_i686_linux=I386_LOADER))
+    assert (result.returncode, result.stderr) == (0, b"")
+    result = run(output, "argv", "x")
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(output, "argv", "x"))
