@@ -53,13 +53,15 @@ def launcher_settings(program: bytes, libs: tuple[bytes, ...], ld: bytes | None,
             b"1" if takes_argv0 else b"0")
 
 
-def launcher_bytes(settings: tuple[bytes, ...]) -> bytes:
-    """A copy of the compiled launcher with `settings` written into its settings area."""
-    with open(shims.launcher_path(), "rb") as stream:
+def launcher_bytes(settings: tuple[bytes, ...], launcher_file: str | None = None) -> bytes:
+    """A copy of the compiled launcher (this machine's, or `launcher_file`) with `settings`
+    written into its settings area."""
+    launcher_file = launcher_file or shims.launcher_path()
+    with open(launcher_file, "rb") as stream:
         launcher = stream.read()
     start = launcher.find(SETTINGS_MARK)
     if start < 0 or launcher.find(SETTINGS_MARK, start + 1) >= 0:
-        raise WrapError(f"{shims.launcher_path()} is not nixld's launcher (its settings area is not found once)")
+        raise WrapError(f"{launcher_file} is not nixld's launcher (its settings area is not found once)")
     payload = SETTINGS_MARK + b"".join(field + b"\0" for field in settings)
     if len(payload) > SETTINGS_SIZE:
         raise WrapError(f"the settings take {len(payload)} bytes; the launcher holds {SETTINGS_SIZE}: "

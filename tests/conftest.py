@@ -459,3 +459,19 @@ def i386_programs(tmp_path_factory) -> I386:
                     *_runpath("$ORIGIN/decoy64", "$ORIGIN/lib32"), m32=True),
     ])
     return I386(root=r, loader=I386_LOADER)
+
+
+def cffi_library(directory: Path, name: str, declarations: str, preamble: str, sources: list[Path]):
+    """C `sources` (nixld/shim/ files) and `preamble` built by gcc into a shared library in
+    `directory` and opened with cffi (ABI mode: no Python headers nor setuptools needed), as
+    the tests drive the shim's C from Python. Returns (ffi, lib)."""
+    from cffi import FFI
+
+    glue = directory / f"{name}.c"
+    glue.write_text(preamble)
+    library = directory / f"{name}.so"
+    compile_all([["-shared", "-fPIC", "-I", str(PROJECT / "nixld" / "shim"), "-o", str(library), str(glue),
+                  *map(str, sources)]])
+    ffi = FFI()
+    ffi.cdef(declarations)
+    return ffi, ffi.dlopen(str(library))

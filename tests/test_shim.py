@@ -25,7 +25,7 @@ from elftools.elf.elffile import ELFFile
 from environments import NIX_LD_TABLE, explicit_environment
 
 import nixld
-from nixld import shims
+from nixld import shims, wrap
 from nixld._shim_build import build_shim, relocation_bytes, shim_name, shim_systems
 
 TIMEOUT = 30
@@ -600,3 +600,20 @@ def test_an_aarch64_program_with_an_x86_64_loader_is_refused_in_one_line(aarch64
     result = run("qemu-aarch64", aarch64_programs.probe, "exit", "0", env=env)
     assert result.returncode == 127
     assert_one_shim_line(result.stderr, aarch64_programs.probe, LOADERS["x86_64_linux"], "another machine's file")
+
+
+def test_an_aarch64_launcher_starts_an_aarch64_program_as_nixld_run_would(aarch64_programs, tmp_path):
+    """nixld wrap's launcher for aarch64, built as setup.py builds it there, with settings
+    written as nixld wrap writes them: it maps the aarch64 loader itself, under qemu."""
+    launcher = str(tmp_path / "launcher")
+    assert build_shim(aarch64_compiler(), "aarch64_linux", launcher, "launcher") is None
+    assert relocation_bytes(launcher) == 0
+    wrapper = tmp_path / "wrapped"
+    settings = (AARCH64_LOADER.encode(), AARCH64_ROOT.encode(), aarch64_programs.native_probe.encode(), b"", b"1")
+    wrapper.write_bytes(wrap.launcher_bytes(settings, launcher))
+    wrapper.chmod(0o755)
+    result = run("qemu-aarch64", wrapper, "argv", "x", env={"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": "/x"})
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == lines(wrapper, "argv", "x")
+    result = run("qemu-aarch64", wrapper, "env", env={"PATH": "/usr/bin:/bin"})
+    assert result.stdout == lines("LD_LIBRARY_PATH unset", "NIX_LD_LIBRARY_PATH unset")

@@ -5,10 +5,8 @@ environments. The C is the shim's own file, compiled here into a library driven 
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
-from conftest import PROJECT
+from conftest import PROJECT, cffi_library
 from environments import CONTRACT_NAMES, names, values
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -40,18 +38,8 @@ size_t nixld_library_path(const struct nixld_settings *settings, char *out, size
 @pytest.fixture(scope="module")
 def contract(tmp_path_factory):
     """contract.c as a Python extension: (ffi, lib)."""
-    from cffi import FFI
-
-    ffi = FFI()
-    ffi.cdef(DECLARATIONS)
-    ffi.set_source("_nixld_shim_contract", '#include "contract.h"', sources=[str(SHIM_SOURCE / "contract.c")],
-                   include_dirs=[str(SHIM_SOURCE)], extra_compile_args=["-Wall", "-Werror"])
-    build = tmp_path_factory.mktemp("contract")
-    library = ffi.compile(tmpdir=str(build))
-    spec = importlib.util.spec_from_file_location("_nixld_shim_contract", library)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ffi, module.lib
+    return cffi_library(tmp_path_factory.mktemp("contract"), "_nixld_shim_contract", DECLARATIONS,
+                        '#include "contract.h"', [SHIM_SOURCE / "contract.c"])
 
 
 def read_with_c(contract, entries: list[bytes], system: str, secure: bool = False) -> dict:

@@ -65,6 +65,8 @@ const char *nixld_open_loader(const char *path, unsigned long page_size, struct 
                                             "(it is 64-bit, the program 32-bit)", 0);
     if (header->e_ident[5] != 1 || header->e_machine != NIXLD_ELF_MACHINE)
         return fault(loader, "is not an ELF program loader for this program (another machine's file)", 0);
+    if (header->e_ident[6] != 1 || header->e_version != 1)
+        return fault(loader, "is not an ELF program loader (unknown ELF version)", 0);
     if (header->e_type != ET_DYN || header->e_entry == 0)
         return fault(loader, "is not an ELF program loader (a loader is a shared object with an entry point)", 0);
     if (header->e_phentsize != sizeof(program_header) || header->e_phnum == 0 ||

@@ -99,8 +99,3 @@ const char *error_text(long error)
     default: return "system error";
     }
 }
-
-int is_mmap_error(long result)
-{
-    return (unsigned long)result > -4096UL;
-}

@@ -25,7 +25,10 @@ nixld_size length_of(const char *string);
 int starts_with(const char *string, const char *prefix);
 __attribute__((noreturn)) void exit_group(int status);
 /* Whether what mmap returned is an -errno rather than an address. */
-int is_mmap_error(long result);
+static inline int is_mmap_error(long result)
+{
+    return (unsigned long)result > -4096UL;
+}
 
 /* A message line, cut with "..." when too long (paths can be 4 KiB). */
 struct line {

@@ -7,7 +7,7 @@
  * /proc/self/exe, AT_EXECFN and the program's own mapping stay the kernel's. The library
  * directories reach the loader in LD_LIBRARY_PATH, for the loader only: AT_ENTRY is pointed at
  * a trampoline that puts the environment back, pointer for pointer, before the program's first
- * instruction (see hide_library_path). Freestanding: no C library; arch/ holds the system calls.
+ * instruction (see lendable_slot). Freestanding: no C library; arch/ holds the system calls.
  */
 
 #include "contract.h"
@@ -243,27 +243,22 @@ NIXLD_TRAMPOLINE(nixld_trampoline, nixld_restore_environment, nixld_build_progra
 
 static long directory_exists(const char *path)
 {
-    long fd = nixld_syscall3(NIXLD_SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC | 0200000 /* O_DIRECTORY */);
+    long fd = nixld_syscall3(NIXLD_SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC | NIXLD_O_DIRECTORY);
     if (fd >= 0)
         nixld_syscall3(NIXLD_SYS_close, fd, 0, 0);
     return fd >= 0;
 }
 
 /*
- * Give the loader LD_LIBRARY_PATH=`path` by changing one envp pointer, which the trampoline
- * changes back; the array keeps its length and place, so that libc's environ, argv and auxv
- * pointers, taken by the loader from this very stack, stay right for the program. The slot:
- * the caller's own LD_LIBRARY_PATH (the last one: glibc's loader reads every entry, and the
- * last wins), else one of nix-ld's variables, which only shims read (hidden from library
- * constructors only, and back before the program's first instruction). With neither, the
- * loader gets a copy of the stack, below, with one more envp entry; the trampoline empties
- * that slot (libc's environ is then the caller's environment, ending in two NULLs) and starts
- * the program on a third stack, below the copy, laid out as the kernel lays one out.
- *
- * Returns the stack to start the loader with.
+ * The loader gets LD_LIBRARY_PATH through one envp pointer, which the trampoline changes back;
+ * the array keeps its length and place, so that libc's environ, argv and auxv pointers, taken
+ * by the loader from this very stack, stay right for the program. The slot to lend: the
+ * caller's own LD_LIBRARY_PATH (the last one: glibc's loader reads every entry, and the last
+ * wins), else one of nix-ld's variables, which only shims read (hidden from library
+ * constructors only, and back before the program's first instruction); NULL when there is
+ * neither.
  */
-static unsigned long *hide_library_path(struct launch *launch, unsigned long *stack, char *entry,
-                                        unsigned long *copy)
+static char **lendable_slot(const struct launch *launch)
 {
     char **slot = 0;
     for (char **variable = launch->envp; *variable; variable++)
@@ -273,15 +268,23 @@ static unsigned long *hide_library_path(struct launch *launch, unsigned long *st
         for (char **variable = launch->envp; *variable; variable++)
             if (starts_with(*variable, "NIX_LD"))
                 slot = variable;
-    if (slot) {
-        restore.slot = slot;
-        restore.original = *slot;
-        *slot = entry;
-        restore.entry = auxv_entry(launch->auxv, AT_ENTRY);
-        return stack;
-    }
+    return slot;
+}
 
-    /* copy: argc, argv, NULL, envp, the new entry, NULL, auxv */
+static void lend_slot(struct launch *launch, char **slot, char *entry)
+{
+    restore.slot = slot;
+    restore.original = *slot;
+    *slot = entry;
+    restore.entry = auxv_entry(launch->auxv, AT_ENTRY);
+}
+
+/* With no slot to lend, the loader gets `copy` of the stack (below it) with one more envp
+ * entry; the trampoline empties that slot (libc's environ is then the caller's environment,
+ * ending in two NULLs) and starts the program on a third stack, below the copy, laid out as
+ * the kernel lays one out. */
+static void copy_with_one_more_slot(struct launch *launch, unsigned long *stack, char *entry, unsigned long *copy)
+{
     unsigned long *out = copy;
     unsigned long *in = stack;
     *out++ = *in++;
@@ -304,7 +307,6 @@ static unsigned long *hide_library_path(struct launch *launch, unsigned long *st
     *out++ = *in++;
     launch->auxv = auxv;
     restore.entry = auxv_entry(auxv, AT_ENTRY);
-    return copy;
 }
 
 /* ---- started as a program: the loader run by hand ---- */
@@ -404,16 +406,19 @@ __attribute__((noreturn, used)) void nixld_shim_main(unsigned long *stack)
         launch.settings.nix_library_path_source == NIXLD_FROM_DEFAULT && !directory_exists(library_path))
         hide = 0; /* nothing but a default directory that is not there: nothing to pass */
     if (hide) {
-        char **end = launch.envp;
-        while (*end)
-            end++;
-        unsigned long *auxv_end = launch.auxv;
-        while (*auxv_end != AT_NULL)
-            auxv_end += 2;
-        nixld_size words = (nixld_size)(auxv_end + 2 - stack) + 1;
-        unsigned long *copy = __builtin_alloca(words * sizeof(unsigned long) + 16);
-        copy = (unsigned long *)(((unsigned long)copy + 15) & -16UL);
-        start = hide_library_path(&launch, stack, entry, copy);
+        char **slot = lendable_slot(&launch);
+        if (slot) {
+            lend_slot(&launch, slot, entry);
+        } else {
+            unsigned long *auxv_end = launch.auxv;
+            while (*auxv_end != AT_NULL)
+                auxv_end += 2;
+            nixld_size words = (nixld_size)(auxv_end + 2 - stack) + 1;
+            unsigned long *copy = __builtin_alloca(words * sizeof(unsigned long) + 16);
+            copy = (unsigned long *)(((unsigned long)copy + 15) & -16UL);
+            copy_with_one_more_slot(&launch, stack, entry, copy);
+            start = copy;
+        }
         restore.program_entry = restore.entry[1];
         restore.entry[1] = (unsigned long)nixld_trampoline;
         restore.entry = &restore.entry[1];

@@ -5,6 +5,9 @@
 #define NIXLD_ELF_CLASS 2 /* ELFCLASS64 */
 #define NIXLD_ELF_MACHINE 183 /* EM_AARCH64 */
 
+/* The open flag that differs between architectures. */
+#define NIXLD_O_DIRECTORY 040000
+
 #define NIXLD_SYS_openat 56
 #define NIXLD_SYS_close 57
 #define NIXLD_SYS_lseek 62

@@ -5,6 +5,9 @@
 #define NIXLD_ELF_CLASS 1 /* ELFCLASS32 */
 #define NIXLD_ELF_MACHINE 3 /* EM_386 */
 
+/* The open flag that differs between architectures. */
+#define NIXLD_O_DIRECTORY 0200000
+
 #define NIXLD_SYS_read 3
 #define NIXLD_SYS_write 4
 #define NIXLD_SYS_close 6

@@ -5,6 +5,9 @@
 #define NIXLD_ELF_CLASS 2 /* ELFCLASS64 */
 #define NIXLD_ELF_MACHINE 62 /* EM_X86_64 */
 
+/* The open flag that differs between architectures. */
+#define NIXLD_O_DIRECTORY 0200000
+
 #define NIXLD_SYS_read 0
 #define NIXLD_SYS_write 1
 #define NIXLD_SYS_close 3
