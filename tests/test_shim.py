@@ -617,3 +617,22 @@ def test_an_aarch64_launcher_starts_an_aarch64_program_as_nixld_run_would(aarch6
     assert result.stdout == lines(wrapper, "argv", "x")
     result = run("qemu-aarch64", wrapper, "env", env={"PATH": "/usr/bin:/bin"})
     assert result.stdout == lines("LD_LIBRARY_PATH unset", "NIX_LD_LIBRARY_PATH unset")
+
+
+MUSL_LOADER = "/lib/ld-musl-x86_64.so.1"
+
+
+def test_a_musl_program_runs_through_the_shim_with_musls_loader(tmp_path, native_probe):
+    """musl's start code walks past envp to find auxv, and musl's loader keeps no parsed path:
+    both see what the kernel would have given them."""
+    require(shutil.which("musl-gcc") is not None and os.path.exists(MUSL_LOADER), "musl's compiler and loader",
+            package="musl-tools")
+    program = tmp_path / "musl-probe"
+    compile_all([["-o", str(program), str(PROGRAMS / "probe.c"), f"-Wl,--dynamic-linker={nixld.shim_path()}"]],
+                compiler=["musl-gcc"])
+    for variables in ({}, {"NIX_LD_LIBRARY_PATH": str(tmp_path)}, {"LD_LIBRARY_PATH": "/x"}):
+        env = explicit_environment(MUSL_LOADER, **variables)
+        result = run(program, "start", env=env)
+        assert (result.returncode, result.stderr, result.stdout) == (0, b"", b"start ok\n")
+        result = run(program, "env", native_probe, "env", env=env)
+        assert result.stdout == variable_lines(env, "LD_LIBRARY_PATH", "NIX_LD_LIBRARY_PATH") * 2
