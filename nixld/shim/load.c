@@ -8,7 +8,6 @@ static const char *fault(struct loader *loader, const char *what, long error)
     return what;
 }
 
-
 static int read_exactly(int fd, void *buffer, unsigned long size, unsigned long offset)
 {
     long got = nixld_pread(fd, buffer, size, offset);
@@ -34,6 +33,7 @@ const char *nixld_open_loader(const char *path, unsigned long page_size, struct 
 {
     loader->error = 0;
     loader->other_machine = 0;
+    loader->phdr = 0;
     long fd = nixld_syscall3(NIXLD_SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC);
     if (fd == -2)
         return fault(loader, "does not exist", 0);
