@@ -74,3 +74,24 @@ def interleaved_rounds(commands, runs: int, warmup: int, rng: random.Random) -> 
         if index >= warmup:
             rounds.append(timings)
     return rounds
+
+
+def report(rounds, labels: dict[str, str], comparisons, bar: float, rng: random.Random) -> bool:
+    """Print each command's median and quartiles (ms), then each comparison (key, baseline,
+    whether the bar applies) as a ratio of medians with its 95% bootstrap interval; returns
+    whether every bar holds."""
+    medians = {key: statistics.median(r[key] for r in rounds) for key in labels}
+    print(f"{'':4}{'command':50}{'median':>9}{'p25':>9}{'p75':>9}   (ms)")
+    for key, label in labels.items():
+        column = [r[key] for r in rounds]
+        print(f"{key + '.':4}{label:50}{medians[key] / 1e6:>9.3f}{quantile(column, .25) / 1e6:>9.3f}"
+              f"{quantile(column, .75) / 1e6:>9.3f}")
+    print()
+    passed = True
+    for key, baseline, has_bar in comparisons:
+        low, high = bootstrap_ratio(rounds, key, (baseline,), rng)
+        ratio = medians[key] / medians[baseline]
+        verdict = ("PASS" if ratio <= bar else "FAIL") + f" (bar {bar})" if has_bar else "(information)"
+        passed = passed and (ratio <= bar or not has_bar)
+        print(f"{key}/{baseline} = {ratio:.3f}  [{low:.3f}, {high:.3f}]  {verdict}")
+    return passed

@@ -38,12 +38,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 
-from measurements import FOREIGN_INTERPRETER, bootstrap_ratio, find_loader, interleaved_rounds, quantile
+from measurements import FOREIGN_INTERPRETER, find_loader, interleaved_rounds, report
 
 import nixld
 
@@ -103,30 +102,11 @@ def main() -> int:
         rng = random.Random(20241126)
         rounds = interleaved_rounds([(key, argv, env) for key, _, argv, env in table], args.runs, args.warmup, rng)
 
-    def ms(value: float) -> str:
-        return f"{value / 1e6:.3f}"
-
-    medians = {key: statistics.median(r[key] for r in rounds) for key, *_ in table}
     print(f"{args.runs} interleaved rounds after {args.warmup} warm-up rounds; loader {loader}")
-    print(f"{'':4}{'command':50}{'median':>9}{'p25':>9}{'p75':>9}   (ms)")
-    for key, label, _, _ in table:
-        column = [r[key] for r in rounds]
-        print(f"{key + '.':4}{label:50}{ms(medians[key]):>9}{ms(quantile(column, .25)):>9}"
-              f"{ms(quantile(column, .75)):>9}")
-    print()
-    verdicts = []
     comparisons = [("s", "l", True), ("p", "n", True), ("s", "n", False), ("h", "n", False)]
     if wrapper:
         comparisons.append(("w", "h", True))
-    for key, baseline, has_bar in comparisons:
-        low, high = bootstrap_ratio(rounds, key, (baseline,), rng)
-        ratio = medians[key] / medians[baseline]
-        verdict = ("PASS" if ratio <= BAR else "FAIL") if has_bar else "(information)"
-        if has_bar:
-            verdicts.append(ratio <= BAR)
-        print(f"{key}/{baseline} = {ratio:.3f}  [{low:.3f}, {high:.3f}]  {verdict}"
-              + (f" (bar {BAR})" if has_bar else ""))
-    return 0 if all(verdicts) else 1
+    return 0 if report(rounds, {key: label for key, label, *_ in table}, comparisons, BAR, rng) else 1
 
 
 if __name__ == "__main__":

@@ -609,7 +609,8 @@ def test_an_aarch64_launcher_starts_an_aarch64_program_as_nixld_run_would(aarch6
     assert build_shim(aarch64_compiler(), "aarch64_linux", launcher, "launcher") is None
     assert relocation_bytes(launcher) == 0
     wrapper = tmp_path / "wrapped"
-    settings = (AARCH64_LOADER.encode(), AARCH64_ROOT.encode(), aarch64_programs.native_probe.encode(), b"", b"1")
+    settings = wrap.WrapSettings(AARCH64_LOADER.encode(), (AARCH64_ROOT.encode(),),
+                                 aarch64_programs.native_probe.encode(), None, True)
     wrapper.write_bytes(wrap.launcher_bytes(settings, launcher))
     wrapper.chmod(0o755)
     result = run("qemu-aarch64", wrapper, "argv", "x", env={"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": "/x"})
