@@ -19,11 +19,13 @@ usage: nixld [--version] [--help] COMMAND [ARG]...
 Run unpatched, dynamically linked Linux binaries on NixOS, through the real loader.
 
 commands:
-  run      run a foreign program: nixld run [-L DIR]... [--ld PATH] PROGRAM [ARG]...
-  inspect  what programs need and where each library resolves, without running them
-  shim     where nixld's shim is: a program interpreter that starts foreign programs directly
-  wrap     write a file that starts a foreign program as `nixld run` would, for good
-  demo     show a foreign binary failing, then running through nixld
+  run        run a foreign program: nixld run [-L DIR]... [--ld PATH] PROGRAM [ARG]...
+  inspect    what programs need and where each library resolves, without running them
+  find-libs  which directories hold the libraries a program is missing
+  wrap       write a file that starts a foreign program as `nixld run` would, for good
+  doctor     what the setup is, what would go wrong, and how to fix it
+  shim       where nixld's shim is: a program interpreter that starts foreign programs directly
+  demo       show a foreign binary failing, then running through nixld
 
 'nixld COMMAND --help' tells more about a command.
 """
@@ -81,15 +83,22 @@ def main(argv: list[str] | None = None) -> int:
             return _shim(rest)
         if command == "wrap":
             return _wrap(rest)
+        if command == "find-libs":
+            return _find_libs(rest)
+        if command == "doctor":
+            from nixld.doctor import main as doctor
+
+            return doctor(rest)
         if command == "demo":
             from nixld.demo import demo
 
             return demo(rest)
-        raise UsageError(f"unknown command {command!r} (commands: run, inspect, shim, wrap, demo)")
+        raise UsageError(f"unknown command {command!r} (commands: run, inspect, find-libs, wrap, doctor, shim, demo)")
     except _ReaderGone:
         return _READER_GONE_STATUS
     except UsageError as error:
-        topic = f"nixld {args[0]} --help" if args[:1] in (["run"], ["inspect"], ["shim"], ["wrap"]) else "nixld --help"
+        topic = (f"nixld {args[0]} --help" if args[:1] in (["run"], ["inspect"], ["find-libs"], ["wrap"], ["doctor"],
+                                                           ["shim"]) else "nixld --help")
         write_error(f"{error.message}; see '{topic}'")
         return error.exit_status
     except NixLdError as error:
@@ -353,6 +362,47 @@ def _wrap(args: list[str]) -> int:
     write_output(f"{os.fsdecode(output)}: starts {os.fsdecode(settings.program)} through "
                  f"{os.fsdecode(settings.loader)} with library path {directories}\n")
     return 0
+
+
+def _find_libs(args: list[str]) -> int:
+    from nixld import findlibs
+
+    parser = _argument_parser(
+        "find-libs",
+        description="Find directories that hold the shared libraries PROGRAM is missing under the current "
+                    "NIX_LD settings: first in PROGRAM's own tree (where vendors ship theirs), then under "
+                    "the search roots (/nix/store when it exists, the NIX_LD library directories, and each "
+                    "--search ROOT), following what each found library needs in turn; print the "
+                    "NIX_LD_LIBRARY_PATH value to use. The index of each root is cached under "
+                    "$XDG_CACHE_HOME/nixld/ and read again only where a directory changed.",
+        epilog="exit status: 0 when nothing is left missing, 1 when something is (or the output could not be "
+               "written), 127 or 126 when PROGRAM cannot be read, 2 for a usage error.",
+    )
+    parser.add_argument("program", metavar="PROGRAM", help="the foreign program")
+    parser.add_argument("--search", metavar="ROOT", action="append", default=[],
+                        help="also look under ROOT; repeatable")
+    parser.add_argument("--no-default-roots", action="store_true",
+                        help="look only in PROGRAM's tree and the --search roots")
+    parser.add_argument("--refresh", action="store_true", help="read every root again, ignoring the cache")
+    parser.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    options = parser.parse_args(args)
+    if "" in options.search:
+        raise UsageError("find-libs: --search needs a non-empty value")
+
+    from nixld.loader import environment_lookup, initial_environment, resolve_program
+
+    env = environment_lookup(initial_environment())
+    program = resolve_program(os.fsencode(options.program), env)
+    answer = findlibs.find_libs(program, [os.fsencode(root) for root in options.search], env,
+                                use_default_roots=not options.no_default_roots,
+                                cache_dir=findlibs.cache_directory(env), refresh=options.refresh)
+    if options.json:
+        import json  # start-up time: only --json prints JSON
+
+        write_output(json.dumps(findlibs.as_json(answer), indent=2) + "\n")
+    else:
+        write_output(findlibs.report(answer))
+    return 1 if answer.unresolved else 0
 
 
 def _inspect(args: list[str]) -> int:
