@@ -31,9 +31,11 @@ INDEX_VERSION = 3
 STORE = b"/nix/store"
 # In the store, libraries live in each package's lib/ (or lib64/); the rest is not searched.
 STORE_LIBRARY_DIRS = (b"lib", b"lib64")
-# The program's own tree is walked this deep, and no further than this many entries.
+# How deep a root is walked: the program's own tree (lib/, bin/lib/, lib/qt5/plugins/...)
+# shallowly, hidden directories left out, so that a program in a home directory does not bring
+# the whole of it; a root given by hand whole (but never through a symlink, nor in circles).
 VENDOR_DEPTH = 4
-VENDOR_ENTRY_LIMIT = 50_000
+ROOT_DEPTH = 64
 # Trees too wide to be a program's own: a program in /usr/bin does not bring /usr.
 NOT_A_VENDOR_TREE = {b"/", b"/usr", b"/usr/local", b"/opt", b"/home", b"/nix", STORE, b"/run",
                      b"/run/current-system/sw", b"/tmp"}
@@ -100,8 +102,11 @@ class RootIndex:
     """The shared objects under one root: per directory, its mtime, subdirectories and the
     {file name: (class, machine)} of the shared objects it holds."""
 
-    def __init__(self, root: bytes, directories: dict | None = None) -> None:
+    def __init__(self, root: bytes, directories: dict | None = None, depth: int = ROOT_DEPTH,
+                 hidden: bool = True) -> None:
         self.root = root
+        self.depth = depth
+        self.hidden = hidden
         self.directories: dict[bytes, dict] = directories or {}
         self.files_read = 0
         self.directories_read = 0
@@ -138,9 +143,10 @@ class RootIndex:
             cached = self._read_directory(directory, mtime, progress)
         self.directories[directory] = cached
         recursive = self.root != STORE
-        if recursive and depth < 64:
+        if recursive and depth < self.depth:
             for sub in cached["subdirectories"]:
-                self._walk(os.path.join(directory, sub), previous, progress, depth + 1)
+                if self.hidden or not sub.startswith(b"."):
+                    self._walk(os.path.join(directory, sub), previous, progress, depth + 1)
 
     def _read_directory(self, directory: bytes, mtime: int, progress: _Progress | None) -> dict:
         self.directories_read += 1
@@ -252,8 +258,8 @@ def vendor_tree(program: bytes) -> bytes | None:
 
 
 def _vendor_index(tree: bytes) -> RootIndex:
-    """The program's own tree, walked afresh (it is small and not cached)."""
-    index = RootIndex(tree)
+    """The program's own tree, walked afresh (shallow, and not cached)."""
+    index = RootIndex(tree, depth=VENDOR_DEPTH, hidden=False)
     index.refresh()
     return index
 

@@ -241,3 +241,13 @@ def test_a_terminal_sees_progress_and_a_pipe_does_not(monkeypatch, capsys):
     quiet.update(120)
     quiet.done()
     assert capsys.readouterr().err == ""
+
+
+def test_the_programs_own_tree_is_walked_shallowly_and_without_hidden_directories(tmp_path):
+    tree = tmp_path / "tree"
+    for directory in ("lib", "bin/lib", "a/b/c/d/e/lib", ".cache/lib"):
+        (tree / directory).mkdir(parents=True)
+        shutil.copy("/lib/x86_64-linux-gnu/libz.so.1", tree / directory)
+    index = findlibs._vendor_index(os.fsencode(tree))
+    found = sorted(os.path.relpath(c.directory, os.fsencode(tree)) for _, c in index.candidates())
+    assert found == [b"bin/lib", b"lib"]
