@@ -155,11 +155,21 @@ def write_atomically(output: bytes, data: bytes, force: bool, mode: int = 0o755)
             os.link(temporary, output)  # fails, rather than replaces, if `output` appeared meanwhile
             os.unlink(temporary)
     except FileExistsError:
-        os.unlink(temporary)
+        _remove(temporary)
         raise WrapError(f"{shown} exists: give --force to replace it") from None
     except OSError as error:
-        os.unlink(temporary)
+        _remove(temporary)
         raise WrapError(f"cannot write {shown}: {error.strerror}") from error
+    except BaseException:  # an interrupt, too, leaves no temporary file behind
+        _remove(temporary)
+        raise
+
+
+def _remove(path: bytes) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def wrap(program: bytes, output: bytes | None, libs: tuple[bytes, ...], ld: bytes | None, argv0: bytes | None,

@@ -357,3 +357,13 @@ def test_the_envrc_exports_nix_ld_and_its_library_path(nixld_script, shim_linked
     result = run("/bin/bash", "-c", script, shim_linked_probe, env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, b"")
     assert result.stdout == lines(loader, directories, "LD_LIBRARY_PATH unset", f"NIX_LD_LIBRARY_PATH={directories}")
+
+
+def test_an_interrupted_write_leaves_neither_the_output_nor_a_temporary_file(tmp_path, monkeypatch):
+    def interrupted(fd, mode):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(wrap.os, "fchmod", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        wrap.write_atomically(os.fsencode(tmp_path / "out"), b"#!/bin/sh\n", force=False)
+    assert os.listdir(tmp_path) == []
