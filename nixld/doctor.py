@@ -31,26 +31,6 @@ INTERPRETER_PATHS = {
     "riscv64_linux": ((b"/lib/ld-linux-riscv64-lp64d.so.1", "glibc"),),
 }
 
-# (class, little endian, e_machine) of every Nix system in nix-ld's spelling (elf.py's names).
-SYSTEM_ABIS = {
-    "x86_64_linux": (64, True, elf.EM_X86_64),
-    "i686_linux": (32, True, elf.EM_386),
-    "aarch64_linux": (64, True, elf.EM_AARCH64),
-    "armv7l_linux": (32, True, elf.EM_ARM),
-    "riscv64_linux": (64, True, elf.EM_RISCV),
-    "powerpc64_linux": (64, False, elf.EM_PPC64),
-    "powerpc64le_linux": (64, True, elf.EM_PPC64),
-    "s390x_linux": (64, False, elf.EM_S390),
-    "loongarch64_linux": (64, True, elf.EM_LOONGARCH),
-}
-
-# Machines whose system shims.host_system does not know (it knows those nixld has a shim for).
-_OTHER_HOST_SYSTEMS = {"armv7l": "armv7l_linux", "armv8l": "armv7l_linux", "riscv64": "riscv64_linux",
-                       "ppc64le": "powerpc64le_linux", "ppc64": "powerpc64_linux", "s390x": "s390x_linux",
-                       "loongarch64": "loongarch64_linux"}
-# The other system a 64-bit kernel runs natively: its programs get a loader of their own.
-_COMPANION_SYSTEMS = {"x86_64_linux": ("i686_linux",), "aarch64_linux": ("armv7l_linux",)}
-
 # What tells the files at an interpreter path apart, in their read-only data.
 _NIXLD_SHIM_MARK = b"nixld shim: "  # the prefix of every message of nixld's shim
 _STUB_LD_MARK = b"nix.dev/permalink/stub-ld"  # NixOS's stub-ld, which only explains the failure
@@ -143,7 +123,7 @@ def diagnose(env: dict, program: bytes | None = None, *, interpreter_paths=INTER
     interpreters = [interpreter_facts(path, system, libc)
                     for system, entries in interpreter_paths.items() for path, libc in entries]
     loaders = []
-    for system in _loader_systems(env, host, program_system):
+    for system in _loader_systems(env, program_system):
         if inspection is not None and system == program_system:
             loaders.append(loader_facts(env, system, inspection.path, header))
         else:
@@ -176,25 +156,27 @@ def diagnose(env: dict, program: bytes | None = None, *, interpreter_paths=INTER
 
 def host_system() -> str | None:
     """The Nix system of this machine's own programs, None for a machine Nix has no name for."""
-    return shims.host_system() or _OTHER_HOST_SYSTEMS.get(elf.host_machine_name())
+    return shims.host_system()
 
 
 def system_header(system: str) -> elf.ElfHeader:
     """A program header standing for every program of `system`, to check a loader against."""
-    elf_class, little_endian, machine = SYSTEM_ABIS[system]
+    elf_class, little_endian, machine = elf.SYSTEM_ABIS[system]
     return elf.ElfHeader(elf_class, little_endian, machine, elf.ET_DYN, 0, None, None, ())
 
 
-def _loader_systems(env, host: str | None, program_system: str | None) -> list[str]:
+def _loader_systems(env, program_system: str | None) -> list[str]:
     """The systems whose loader the report shows: this machine's, the other one its kernel
     runs, the program's and any that a NIX_LD_{system} variable names."""
-    systems = [host, *_COMPANION_SYSTEMS.get(host, ()), program_system, *_configured_systems(env, b"NIX_LD_")]
+    # The host's own, then the other systems its kernel runs natively (i686 on x86-64), each
+    # with a loader of its own.
+    systems = [*elf.host_systems(), program_system, *_configured_systems(env, b"NIX_LD_")]
     return [system for system in dict.fromkeys(systems) if system is not None]
 
 
 def _configured_systems(env, prefix: bytes) -> list[str]:
     """The Nix systems for which a variable `prefix`{system} is set."""
-    return [system for system in SYSTEM_ABIS if config.setting(env, prefix + system.encode()) is not None]
+    return [system for system in elf.SYSTEM_ABIS if config.setting(env, prefix + system.encode()) is not None]
 
 
 def loader_facts(env, system: str | None, program: bytes | None = None,
@@ -356,7 +338,7 @@ def library_dir_facts(env, system: str) -> dict:
     """The NIX_LD library directories `system`'s programs get, the variable they came from,
     and what each holds."""
     directories, source = config.nix_ld_library_dirs(env, system)
-    abi = SYSTEM_ABIS[system]
+    abi = elf.SYSTEM_ABIS[system]
     return {"system": system, "source": source,
             "directories": [directory_facts(directory, abi) for directory in directories]}
 
@@ -555,11 +537,11 @@ def _environment_findings(env):
         else:
             continue
         suffix = os.fsdecode(name[len(prefix):])
-        if suffix in SYSTEM_ABIS or (prefix == b"NIX_LD_" and suffix in ("LOG", "LIBRARY_PATH")):
+        if suffix in elf.SYSTEM_ABIS or (prefix == b"NIX_LD_" and suffix in ("LOG", "LIBRARY_PATH")):
             continue
         spelling = suffix.replace("-", "_")
-        rename = (f"rename it {os.fsdecode(prefix)}{spelling}" if spelling in SYSTEM_ABIS else
-                  f"name a system in nix-ld's spelling: {', '.join(SYSTEM_ABIS)}")
+        rename = (f"rename it {os.fsdecode(prefix)}{spelling}" if spelling in elf.SYSTEM_ABIS else
+                  f"name a system in nix-ld's spelling: {', '.join(elf.SYSTEM_ABIS)}")
         yield Finding(WARNING, "environment", f"{os.fsdecode(name)} is not a variable nixld reads "
                       f"({suffix!r} is not a Nix system in nix-ld's spelling)", rename)
 

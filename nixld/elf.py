@@ -52,21 +52,36 @@ _MACHINES = {
     (EM_LOONGARCH, 64): ("loongarch64", "loongarch64_linux"),
 }
 
-# What each kernel (os.uname().machine) runs without emulation: (class, little endian, e_machine).
+# (class, little endian, e_machine) of every Nix system, in nix-ld's spelling.
+SYSTEM_ABIS = {
+    "x86_64_linux": (64, True, EM_X86_64),
+    "i686_linux": (32, True, EM_386),
+    "aarch64_linux": (64, True, EM_AARCH64),
+    "armv7l_linux": (32, True, EM_ARM),
+    "riscv64_linux": (64, True, EM_RISCV),
+    "powerpc64_linux": (64, False, EM_PPC64),
+    "powerpc64le_linux": (64, True, EM_PPC64),
+    "s390x_linux": (64, False, EM_S390),
+    "loongarch64_linux": (64, True, EM_LOONGARCH),
+}
+_ABI_SYSTEMS = {abi: system for system, abi in SYSTEM_ABIS.items()}
+
+# What each kernel (os.uname().machine) runs without emulation, its own programs first:
+# (class, little endian, e_machine).
 _HOST_ABIS = {
-    "x86_64": {(64, True, EM_X86_64), (32, True, EM_386)},
-    "i686": {(32, True, EM_386)},
-    "i586": {(32, True, EM_386)},
-    "i386": {(32, True, EM_386)},
-    "aarch64": {(64, True, EM_AARCH64), (32, True, EM_ARM)},
-    "armv8l": {(32, True, EM_ARM)},
-    "armv7l": {(32, True, EM_ARM)},
-    "armv6l": {(32, True, EM_ARM)},
-    "riscv64": {(64, True, EM_RISCV)},
-    "ppc64le": {(64, True, EM_PPC64)},
-    "ppc64": {(64, False, EM_PPC64), (32, False, EM_PPC)},
-    "s390x": {(64, False, EM_S390)},
-    "loongarch64": {(64, True, EM_LOONGARCH)},
+    "x86_64": ((64, True, EM_X86_64), (32, True, EM_386)),
+    "i686": ((32, True, EM_386),),
+    "i586": ((32, True, EM_386),),
+    "i386": ((32, True, EM_386),),
+    "aarch64": ((64, True, EM_AARCH64), (32, True, EM_ARM)),
+    "armv8l": ((32, True, EM_ARM),),
+    "armv7l": ((32, True, EM_ARM),),
+    "armv6l": ((32, True, EM_ARM),),
+    "riscv64": ((64, True, EM_RISCV),),
+    "ppc64le": ((64, True, EM_PPC64),),
+    "ppc64": ((64, False, EM_PPC64), (32, False, EM_PPC)),
+    "s390x": ((64, False, EM_S390),),
+    "loongarch64": ((64, True, EM_LOONGARCH),),
 }
 
 # The kernel refuses more program headers than fit in 64 KiB (fs/binfmt_elf.c).
@@ -149,6 +164,13 @@ def host_runs(header: ElfHeader, host_machine: str | None = None) -> bool:
     """
     abis = _HOST_ABIS.get(host_machine or os.uname().machine)
     return abis is None or header.abi in abis
+
+
+def host_systems(host_machine: str | None = None) -> tuple[str, ...]:
+    """The Nix systems whose programs this kernel runs natively, its own first
+    (`("x86_64_linux", "i686_linux")`); empty for a machine Nix has no name for."""
+    abis = _HOST_ABIS.get(host_machine or os.uname().machine, ())
+    return tuple(_ABI_SYSTEMS[abi] for abi in abis if abi in _ABI_SYSTEMS)
 
 
 def host_machine_name() -> str:

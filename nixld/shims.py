@@ -17,8 +17,8 @@ class ShimUnavailable(NixLdError):
 
 def host_system() -> str | None:
     """The Nix system of this machine's own programs ("x86_64_linux"), None where it has none."""
-    return {"x86_64": "x86_64_linux", "aarch64": "aarch64_linux", "i686": "i686_linux", "i586": "i686_linux",
-            "i386": "i686_linux"}.get(elf.host_machine_name())
+    systems = elf.host_systems()
+    return systems[0] if systems else None
 
 
 def built_systems() -> list[str]:

@@ -193,3 +193,20 @@ def test_a_compiled_programs_string_constants_are_in_its_constant_data(tmp_path,
     ranges = elf.constant_data(elf.read_header(os.fsencode(program)).loads)
     assert any(offset <= where < offset + size for offset, size in ranges)
     assert sum(size for _, size in ranges) < len(data)
+
+
+@pytest.mark.parametrize("kernel, systems", [
+    ("x86_64", ("x86_64_linux", "i686_linux")),
+    ("aarch64", ("aarch64_linux", "armv7l_linux")),
+    ("ppc64", ("powerpc64_linux",)),  # its 32-bit programs have no Nix system
+    ("i686", ("i686_linux",)),
+    ("sparc64", ()),
+])
+def test_the_systems_a_kernel_runs_come_its_own_first(kernel, systems):
+    assert elf.host_systems(kernel) == systems
+
+
+@pytest.mark.parametrize("system", elf.SYSTEM_ABIS)
+def test_each_systems_abi_is_what_a_header_of_that_system_says(system):
+    elf_class, little_endian, machine = elf.SYSTEM_ABIS[system]
+    assert elf.ElfHeader(elf_class, little_endian, machine, elf.ET_DYN, 0, None, None, ()).system == system
