@@ -73,21 +73,9 @@ __attribute__((noreturn, used)) void nixld_launcher_main(unsigned long *stack)
     length = nixld_join_library_path(nixld_getenv(envp, "LD_LIBRARY_PATH"), fixed, library_path, length);
     library_path[length] = 0;
 
-    char **loader_argv = __builtin_alloca((argc + 8) * sizeof(char *));
-    int at = 0;
-    loader_argv[at++] = (char *)loader;
-    if (length) {
-        loader_argv[at++] = "--library-path";
-        loader_argv[at++] = library_path;
-    }
-    if (takes_argv0) {
-        loader_argv[at++] = "--argv0";
-        loader_argv[at++] = (char *)(*argv0 ? argv0 : name);
-    }
-    loader_argv[at++] = (char *)program;
-    for (int i = 1; i < argc; i++)
-        loader_argv[at++] = argv[i];
-    loader_argv[at] = 0;
+    char **loader_argv = __builtin_alloca((argc + NIXLD_BY_HAND_EXTRA) * sizeof(char *));
+    int at = nixld_by_hand_argv(loader_argv, loader, library_path, takes_argv0 ? (*argv0 ? argv0 : name) : 0, program,
+                                argv + 1, argc - 1);
 
     char **end = envp;
     while (*end)

@@ -174,3 +174,23 @@ const char *nixld_map_loader(struct loader *loader, unsigned long page)
     nixld_syscall3(NIXLD_SYS_close, loader->fd, 0, 0);
     return 0;
 }
+
+int nixld_by_hand_argv(char **out, const char *loader, const char *library_path, const char *argv0,
+                       const char *program, char *const *args, int count)
+{
+    int at = 0;
+    out[at++] = (char *)loader;
+    if (*library_path) {
+        out[at++] = "--library-path";
+        out[at++] = (char *)library_path;
+    }
+    if (argv0) {
+        out[at++] = "--argv0";
+        out[at++] = (char *)argv0;
+    }
+    out[at++] = (char *)program;
+    for (int i = 0; i < count; i++)
+        out[at++] = args[i];
+    out[at] = 0;
+    return at;
+}

@@ -26,6 +26,15 @@ typedef struct {
 typedef struct {
     unsigned long p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align;
 } program_header;
+/* The pointers nixld_by_hand_argv adds to the program's arguments, its NULL included. */
+#define NIXLD_BY_HAND_EXTRA 7
+
+/* In `out`, `count` + NIXLD_BY_HAND_EXTRA pointers long, the argv of nixld run's launch:
+ * LOADER [--library-path DIRS] [--argv0 ARGV0] PROGRAM ARGS..., without --library-path when
+ * DIRS is empty and without --argv0 when `argv0` is NULL; returns its argc. */
+int nixld_by_hand_argv(char **out, const char *loader, const char *library_path, const char *argv0,
+                       const char *program, char *const *args, int count);
+
 #endif
 typedef struct {
     long d_tag;
@@ -86,5 +95,14 @@ const char *nixld_open_loader(const char *path, unsigned long page_size, struct 
 
 /* Maps the opened loader, sets its base and closes it; returns NULL or the fault, as above. */
 const char *nixld_map_loader(struct loader *loader, unsigned long page_size);
+
+/* The pointers nixld_by_hand_argv adds to the program's arguments, its NULL included. */
+#define NIXLD_BY_HAND_EXTRA 7
+
+/* In `out`, `count` + NIXLD_BY_HAND_EXTRA pointers long, the argv of nixld run's launch:
+ * LOADER [--library-path DIRS] [--argv0 ARGV0] PROGRAM ARGS..., without --library-path when
+ * DIRS is empty and without --argv0 when `argv0` is NULL; returns its argc. */
+int nixld_by_hand_argv(char **out, const char *loader, const char *library_path, const char *argv0,
+                       const char *program, char *const *args, int count);
 
 #endif

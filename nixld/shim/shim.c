@@ -343,23 +343,13 @@ __attribute__((noreturn)) static void run_by_hand(struct launch *launch, char *l
     nixld_syscall3(NIXLD_SYS_close, loader.fd, 0, 0);
     log_info(launch, library_path, length);
 
-    /* LOADER [--library-path DIRS] --argv0 PROGRAM PROGRAM ARGS...: nixld run's launch. */
     char path[4096];
     memcpy(path, launch->settings.loader.data, launch->settings.loader.length);
     path[launch->settings.loader.length] = 0;
     library_path[length] = 0;
-    char **argv = __builtin_alloca((launch->argc + 6) * sizeof(char *));
-    int argc = 0;
-    argv[argc++] = path;
-    if (length) {
-        argv[argc++] = "--library-path";
-        argv[argc++] = library_path;
-    }
-    argv[argc++] = "--argv0";
-    argv[argc++] = launch->argv[1];
-    for (int i = 1; i < launch->argc; i++)
-        argv[argc++] = launch->argv[i];
-    argv[argc] = 0;
+    char **argv = __builtin_alloca((launch->argc + NIXLD_BY_HAND_EXTRA) * sizeof(char *));
+    nixld_by_hand_argv(argv, path, library_path, launch->argv[1], launch->argv[1], launch->argv + 2,
+                       launch->argc - 2);
     long error = nixld_syscall3(NIXLD_SYS_execve, (long)path, (long)argv, (long)launch->envp);
     fail(launch, "cannot be executed", error);
 }
