@@ -354,13 +354,15 @@ def _wrap(args: list[str]) -> int:
     options = parser.parse_args(args)
     if options.ld == "" or "" in options.libs or options.output == "":
         raise UsageError("wrap: --ld, -L and -o need a non-empty value")
-    output, settings = wrap.wrap(
+    output, settings, warning = wrap.wrap(
         os.fsencode(options.program), None if options.output is None else os.fsencode(options.output),
         tuple(os.fsencode(d) for d in options.libs), None if options.ld is None else os.fsencode(options.ld),
         None if options.argv0 is None else os.fsencode(options.argv0), options.format, options.force)
     directories = os.fsdecode(b":".join(settings.directories)) or "(none)"
     write_output(f"{os.fsdecode(output)}: starts {os.fsdecode(settings.program)} through "
                  f"{os.fsdecode(settings.loader)} with library path {directories}\n")
+    if warning is not None:
+        write_error(f"warn: {warning}")  # worded as `nixld run` words its warnings
     return 0
 
 
@@ -389,9 +391,9 @@ def _find_libs(args: list[str]) -> int:
     if "" in options.search:
         raise UsageError("find-libs: --search needs a non-empty value")
 
-    from nixld.loader import environment_lookup, initial_environment, resolve_program
+    from nixld.loader import caller_settings, initial_environment, resolve_program
 
-    env = environment_lookup(initial_environment())
+    env = caller_settings(initial_environment())
     program = resolve_program(os.fsencode(options.program), env)
     answer = findlibs.find_libs(program, [os.fsencode(root) for root in options.search], env,
                                 use_default_roots=not options.no_default_roots,
@@ -426,9 +428,9 @@ def _inspect(args: list[str]) -> int:
         raise UsageError("inspect: --ld and -L need a non-empty value")
 
     from nixld import inspect
-    from nixld.loader import environment_lookup, initial_environment
+    from nixld.loader import caller_settings, initial_environment
 
-    env = environment_lookup(initial_environment())
+    env = caller_settings(initial_environment())
     documents, status = [], 0
     for program in options.programs:
         try:

@@ -85,7 +85,7 @@ def main(args: list[str]) -> int:
     if options.program == "":
         raise UsageError("doctor: PROGRAM must not be empty")
 
-    env = launch.environment_lookup(launch.initial_environment())
+    env = launch.caller_settings(launch.initial_environment())
     report = diagnose(env, None if options.program is None else os.fsencode(options.program))
     if options.json:
         import json  # start-up time: only --json prints JSON
@@ -237,6 +237,9 @@ def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", 
     facts["kind"] = "other"
     try:
         header = elf.read_header(path)
+    except elf.NotRegularFile:
+        facts["error"] = f"{shown} is not a regular file"
+        return facts
     except elf.NotElf:
         facts["error"] = f"{shown} is not an ELF file"
         return facts
@@ -315,9 +318,9 @@ def _libc_version(path: bytes, header: elf.ElfHeader, libc: str) -> dict:
     glibc, the release it names itself ("Debian GLIBC 2.36-9+deb12u14"), from its read-only
     data, where launch.check_loader found its kind."""
     try:
-        with open(path, "rb") as stream:
+        with os.fdopen(elf.open_regular(path), "rb") as stream:
             pieces = [os.pread(stream.fileno(), size, offset) for offset, size in elf.constant_data(header.loads)]
-    except OSError:
+    except (OSError, elf.NotRegularFile):
         pieces = []
     if libc == "glibc":
         for piece in pieces:
@@ -460,7 +463,7 @@ def _program_starters(path: bytes) -> list[str]:
     from elftools.elf.elffile import ELFFile
 
     try:
-        with open(path, "rb") as stream:
+        with os.fdopen(elf.open_regular(path), "rb") as stream:
             elffile = ELFFile(stream)
             table = elffile.get_section_by_name(".dynsym")
             if table is None:  # no section headers: the loader's way, through PT_DYNAMIC

@@ -7,6 +7,7 @@ This module is on the `nixld run` hot path: it reads the ELF header and the prog
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections import namedtuple
 
@@ -112,6 +113,14 @@ class NotElf(ElfError):
         self.head = head
 
 
+class NotRegularFile(ElfError):
+    """The path names no regular file (a FIFO, a directory, a device): no program, as the
+    kernel refuses such an interpreter at once."""
+
+    def __init__(self) -> None:
+        super().__init__("not a regular file")
+
+
 class Segment(namedtuple("Segment", "offset file_size memory_size flags")):
     """A PT_LOAD program header: the part of the file it maps, its size in memory, its PF_ flags."""
 
@@ -178,13 +187,28 @@ def host_machine_name() -> str:
     return os.uname().machine
 
 
+def open_regular(path: bytes) -> int:
+    """A read-only descriptor of the regular file at `path`. Raises OSError when it cannot be
+    opened, NotRegularFile when it is something else."""
+    # Without O_NONBLOCK, opening a FIFO waits for a writer, for ever; a regular file reads
+    # the same either way.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile()
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def read_header(path: bytes) -> ElfHeader:
     """Read the ELF and program headers of the file at `path`.
 
-    Raises OSError when the file cannot be read, NotElf when it is not ELF, ElfError when it is
-    truncated or corrupt.
+    Raises OSError when the file cannot be read, NotRegularFile when it is not a regular file,
+    NotElf when it is not ELF, ElfError when it is truncated or corrupt.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = open_regular(path)
     try:
         return read_header_from(fd)
     finally:

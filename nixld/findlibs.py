@@ -64,9 +64,9 @@ def _elf_facts(path: bytes) -> tuple[int, int] | None:
     """(class, machine) of the ELF shared object or program at `path`, None when it is not one
     the loader could map (not ELF, truncated, unreadable, not ET_DYN)."""
     try:
-        with open(path, "rb") as stream:
+        with os.fdopen(elf.open_regular(path), "rb") as stream:  # a FIFO named libx.so must not block
             head = stream.read(20)
-    except OSError:
+    except (OSError, elf.NotRegularFile):
         return None
     if len(head) < 20 or head[:4] != elf.ELF_MAGIC or head[4] not in (1, 2) or head[5] not in (1, 2):
         return None

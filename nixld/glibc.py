@@ -8,6 +8,7 @@ the system search path and the subdirectories it searches. Running the configure
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 
@@ -154,9 +155,9 @@ class LdCache:
 
     @classmethod
     def read(cls, path: bytes) -> LdCache:
-        """Parse the cache at `path`; raises OSError, or ValueError for another format or a
-        truncated or corrupt file (which glibc ignores, as its callers should)."""
-        with open(path, "rb") as stream:
+        """Parse the cache at `path`; raises OSError, or ValueError for another format, a
+        truncated or corrupt file (which glibc ignores, as its callers should) or no regular file."""
+        with os.fdopen(elf.open_regular(path), "rb") as stream:
             return cls._from_bytes(stream.read())
 
     @classmethod

@@ -118,7 +118,7 @@ def plan_command(
 ) -> LaunchPlan:
     """plan_launch for arguments that are already bytes and checked (the command line's);
     `env_entries` is the environment block to pass on, entry by entry."""
-    env = environment_lookup(env_entries)
+    env = caller_settings(env_entries)
     level_index, log_complaint = config.log_level(env)
     log_level = config.LOG_LEVELS[level_index]
     decisions = [] if log_complaint is None else [("warn", log_complaint)]
@@ -218,6 +218,29 @@ def environment_lookup(entries: Iterable[bytes]) -> dict[bytes, bytes]:
         name, equals, value = entry.partition(b"=")
         if equals and name:
             variables.setdefault(name, value)
+    return variables
+
+
+def ld_library_path_entry(entries: Iterable[bytes]) -> bytes | None:
+    """The value of the last LD_LIBRARY_PATH entry of an environment block, as glibc's loader
+    reads it; None when there is none."""
+    # The loader reads every entry of the block, each LD_LIBRARY_PATH replacing the one
+    # before, where getenv() stops at the first.
+    value = None
+    for entry in entries:
+        if entry.startswith(b"LD_LIBRARY_PATH="):
+            value = entry[len(b"LD_LIBRARY_PATH="):]
+    return value
+
+
+def caller_settings(entries: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The variables of an environment block as nixld decides with them: as environment_lookup
+    finds them, but LD_LIBRARY_PATH as glibc's loader reads it (ld_library_path_entry)."""
+    entries = tuple(entries)
+    variables = environment_lookup(entries)
+    library_path = ld_library_path_entry(entries)
+    if library_path is not None:
+        variables[b"LD_LIBRARY_PATH"] = library_path
     return variables
 
 
@@ -435,14 +458,14 @@ def check_loader(loader: bytes, source: str, system: str | None, program: bytes,
     shown = f"loader {display(loader)} ({_describe_source(source, system)})"
     advice = loader_advice(source, system, program_header.machine_name)
     try:
-        fd = os.open(files.at(loader), os.O_RDONLY | os.O_CLOEXEC)
+        fd = elf.open_regular(files.at(loader))
     except FileNotFoundError:
         raise LoaderError(f"{shown} does not exist: {advice}") from None
+    except elf.NotRegularFile:
+        raise LoaderError(f"{shown} is not a regular file: {advice}") from None
     except OSError as error:
         raise LoaderError(f"{shown}: {error.strerror}: {advice}") from error
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise LoaderError(f"{shown} is not a regular file: {advice}")
         try:
             header = elf.read_header_from(fd)
         except elf.ElfError as error:

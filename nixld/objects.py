@@ -74,7 +74,7 @@ class ObjectCache:
         key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
         parsed = self._parsed.get(key)
         if parsed is None:
-            with open(path, "rb") as stream:
+            with _open(path) as stream:
                 parsed = self._parsed[key] = _parse(stream, status.st_mode)
         return parsed
 
@@ -99,13 +99,22 @@ def mentions(path: bytes, needle: bytes, ranges: list[tuple[int, int]]) -> bool:
     """True when `needle` is in one of the file's `ranges` ((offset, size) pairs, such as
     elf.constant_data gives): mapped, not read, and only there, so that the cost follows what
     the loader maps, not the size of the file."""
-    with open(path, "rb") as stream:
+    with _open(path) as stream:
         size = os.fstat(stream.fileno()).st_size
         ranges = [(offset, min(length, size - offset)) for offset, length in ranges if offset < size]
         if not ranges:
             return False
         with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return any(data.find(needle, offset, offset + length) != -1 for offset, length in ranges)
+
+
+def _open(path: bytes):
+    """The regular file at `path`, open for reading; raises OSError, or ObjectError for
+    anything else (a FIFO put there since it was looked at would block a plain open)."""
+    try:
+        return os.fdopen(elf.open_regular(path), "rb")
+    except elf.NotRegularFile as error:
+        raise ObjectError(str(error)) from None
 
 
 def _parse(stream, mode: int) -> ElfObject:

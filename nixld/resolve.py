@@ -199,7 +199,8 @@ class Inspector:
 
     def _loader(self, path, source, system, program_path, program, env, warnings):
         """The loader's choice, its search facts and cache, and its parsed object (or None)."""
-        exists = os.path.isfile(path)
+        # A FIFO or a directory exists, and check_loader says what is wrong with it.
+        exists = os.path.exists(path)
         loader_object = None
         usable = False
         if exists:

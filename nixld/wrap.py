@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import stat
 import tempfile
 from collections import namedtuple
 
@@ -172,10 +174,62 @@ def _remove(path: bytes) -> None:
         pass
 
 
+def privilege_warning(fmt: str, program: bytes, output: bytes) -> str | None:
+    """What to tell whoever wraps a set-user-ID or set-group-ID `program` in format `fmt` at
+    `output` (a new file, without those bits); None for any other program."""
+    try:
+        status = os.stat(program)
+    except OSError:  # gone since it was wrapped: nothing left to warn of
+        return None
+    bits = [(name, mode, holder) for flag, name, mode, holder in (
+        (stat.S_ISUID, "set-user-ID", "u+s", "owner's"),
+        (stat.S_ISGID, "set-group-ID", "g+s", "group's")) if status.st_mode & flag]
+    if not bits:
+        return None
+    which = " and ".join(name for name, _, _ in bits)
+    theirs = "its " + " and ".join(holder for _, _, holder in bits)
+    shown, out = display(program), display(output)
+    if fmt == "binary":
+        target = shlex.quote(os.fsdecode(output))
+        modes = ",".join(mode for _, mode, _ in bits)
+        return (f"{out} does not carry the {which} bit{'s' * (len(bits) > 1)} of {shown}, so the program runs "
+                f"with its caller's privileges, not {theirs}: to give it those, run "
+                f"`{_give_ownership(status, target)} && chmod {modes} {target}` (so started, the launcher uses "
+                "only the library directories fixed now, not its caller's LD_LIBRARY_PATH)")
+    if fmt == "sh":
+        return (f"{out} is a script and Linux ignores {which} on scripts, so through it {shown} runs with "
+                f"its caller's privileges, not {theirs}: use --format binary")
+    # nix and envrc leave the program to start by itself, with its own bits: in secure mode,
+    # where nixld's shim ignores every NIX_LD variable and glibc the LD_LIBRARY_PATH nix-ld sets.
+    return (f"{shown} is {which}, so it starts in secure mode, where the library directories {out} sets "
+            "in NIX_LD_LIBRARY_PATH are not used: use --format binary")
+
+
+def _give_ownership(status: os.stat_result, target: str) -> str:
+    """The chown (or chgrp) command that gives `target` the owner and group that hold the
+    set-user-ID and set-group-ID bits of the file whose `status` is given."""
+    import grp  # start-up time: only a set-user-ID program's wrapper needs the names
+    import pwd
+
+    try:
+        owner = pwd.getpwuid(status.st_uid).pw_name
+    except KeyError:
+        owner = str(status.st_uid)
+    try:
+        group = grp.getgrgid(status.st_gid).gr_name
+    except KeyError:
+        group = str(status.st_gid)
+    if not status.st_mode & stat.S_ISUID:
+        return f"chgrp {shlex.quote(group)} {target}"
+    if not status.st_mode & stat.S_ISGID:
+        return f"chown {shlex.quote(owner)} {target}"
+    return f"chown {shlex.quote(owner + ':' + group)} {target}"
+
+
 def wrap(program: bytes, output: bytes | None, libs: tuple[bytes, ...], ld: bytes | None, argv0: bytes | None,
-         fmt: str, force: bool) -> tuple[bytes, WrapSettings]:
+         fmt: str, force: bool) -> tuple[bytes, WrapSettings, str | None]:
     """Write the wrapper of `program` (found as nixld run finds it) in format `fmt` to `output`
-    (default: default_output); returns (output, settings)."""
+    (default: default_output); returns (output, settings, privilege_warning's warning)."""
     if fmt not in FORMATS:
         raise WrapError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
     entries = initial_environment()
@@ -186,4 +240,4 @@ def wrap(program: bytes, output: bytes | None, libs: tuple[bytes, ...], ld: byte
     settings = wrap_settings(resolved, libs, ld, argv0, entries)
     data = RENDERERS[fmt](settings)
     write_atomically(output, data, force, 0o755 if fmt in ("sh", "binary") else 0o644)
-    return output, settings
+    return output, settings, privilege_warning(fmt, settings.program, output)

@@ -3,7 +3,19 @@ hypothesis strategies for arbitrary byte environments."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from hypothesis import strategies as st
+
+# nixld's C core passes an environment block as it is given, where subprocess takes a mapping.
+_EXEC_WITH_BLOCK = """
+import ast, sys
+from nixld._execve import execve
+command, entries = ast.literal_eval(sys.argv[1])
+execve(command[0], command, entries)
+"""
 
 
 def explicit_environment(loader: str, loader_variable: str = "NIX_LD", **variables: str | bytes | None) -> dict:
@@ -19,6 +31,14 @@ def explicit_environment(loader: str, loader_variable: str = "NIX_LD", **variabl
         else:
             env[name] = value
     return env
+
+
+def run_with_block(command: list, entries: list[bytes], timeout: float) -> subprocess.CompletedProcess:
+    """Run `command` (its first word a path) with exactly the environment block `entries`:
+    a name given twice stays given twice, an entry without "=" stays, all in their order."""
+    command = [os.fsencode(word) for word in command]
+    return subprocess.run([sys.executable, "-c", _EXEC_WITH_BLOCK, repr((command, list(entries)))],
+                          capture_output=True, timeout=timeout)
 
 
 # nix-ld's four-row table (../shared/reference/nix-ld-facts.md) and a fifth row: what the caller

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import FOREIGN, FOREIGN_INTERPRETER, PROGRAMS, compile_all, require, why_gcc_cannot_build_32_bit
 from crafted import EM_386, EM_AARCH64, ET_EXEC, write_dynamic_elf, write_elf, write_loader
+from environments import run_with_block
 
 import nixld
 from nixld import doctor
@@ -31,6 +32,8 @@ FOREIGN_I386_INTERPRETER = "/nix/store/00000000000000000000000000000000-glibc-2.
 FOREIGN_MUSL_INTERPRETER = "/nix/store/00000000000000000000000000000000-musl-1.2.3/lib/ld-musl-x86_64.so.1"
 NIXLD = Path(sys.executable).with_name("nixld")
 TIMEOUT = 60
+# Opening a FIFO for reading waits for a writer: a report that opens the loader so never ends.
+AT_ONCE = 10
 
 Report = namedtuple("Report", "status document stderr")
 
@@ -46,14 +49,14 @@ def environment(**variables: str | None) -> dict:
     return env
 
 
-def doctor_text(*args, **variables) -> subprocess.CompletedProcess:
+def doctor_text(*args, timeout=TIMEOUT, **variables) -> subprocess.CompletedProcess:
     """`nixld doctor ARGS` in the environment(**variables); its output as text."""
     return subprocess.run([str(NIXLD), "doctor", *map(str, args)], env=environment(**variables),
-                          capture_output=True, text=True, timeout=TIMEOUT)
+                          capture_output=True, text=True, timeout=timeout)
 
 
-def doctor_json(*args, **variables) -> Report:
-    result = doctor_text("--json", *args, **variables)
+def doctor_json(*args, timeout=TIMEOUT, **variables) -> Report:
+    result = doctor_text("--json", *args, timeout=timeout, **variables)
     return Report(result.returncode, json.loads(result.stdout), result.stderr)
 
 
@@ -231,6 +234,21 @@ def test_nix_ld_naming_a_file_that_is_not_a_loader_is_a_problem(what, tmp_path, 
     assert problem["fix"] == "set NIX_LD to the path of an x86_64 loader (glibc's ld.so)"
 
 
+@pytest.mark.parametrize("kind", ["a FIFO", "a directory"])
+def test_nix_ld_naming_what_is_not_a_regular_file_is_a_problem_found_at_once(kind, tmp_path, uses_library,
+                                                                            library_dirs):
+    """Opening a FIFO for reading waits for a writer; the kernel refuses such an interpreter
+    at once, and so does `nixld doctor`, with or without a PROGRAM, in the words of `nixld run`."""
+    loader = tmp_path / "ld.so"
+    os.mkfifo(loader) if kind == "a FIFO" else loader.mkdir()
+    for program in ([], [uses_library]):
+        report = doctor_json(*program, NIX_LD=loader, NIX_LD_LIBRARY_PATH=library_dirs.a, timeout=AT_ONCE)
+        problem = the_problem(report)
+        assert (problem["message"], problem["fix"]) == (f"loader {loader} (from NIX_LD) is not a regular file",
+                                                        "set NIX_LD to the path of an x86_64 loader (glibc's ld.so)")
+        assert (loader_entry(report.document)["kind"], report.stderr) == ("other", "")
+
+
 def test_nix_ld_naming_nixlds_own_shim_is_a_problem(library_dirs):
     report = doctor_json(NIX_LD=nixld.shim_path(), NIX_LD_LIBRARY_PATH=library_dirs.a)
     problem = the_problem(report, "is nixld's shim, not a loader")
@@ -323,6 +341,14 @@ def test_a_library_directory_that_is_a_file_is_a_problem(library_dirs):
     assert problem["fix"].startswith("remove it from NIX_LD_LIBRARY_PATH")
 
 
+def test_a_fifo_named_like_a_library_is_passed_over_at_once(tmp_path, library_dirs):
+    os.mkfifo(tmp_path / "libfifo.so")
+    shutil.copy(f"{library_dirs.a}/libnixldtest.so", tmp_path)
+    report = doctor_json(NIX_LD_LIBRARY_PATH=tmp_path, timeout=AT_ONCE)
+    [directory] = report.document["library_dirs"][0]["directories"]
+    assert (report.status, directory["shared_objects"], directory["other_machines"]) == (0, 1, 0)
+
+
 def test_a_library_directory_of_another_machines_libraries_is_a_problem(tmp_path):
     write_dynamic_elf(tmp_path / "libthirty.so.1", elf_class=32, machine=EM_386, soname=b"libthirty.so.1")
     report = doctor_json(NIX_LD_LIBRARY_PATH_x86_64_linux=tmp_path)
@@ -338,6 +364,16 @@ def test_with_a_program_a_bad_library_directory_is_only_a_warning_when_its_libra
 
 # ---------------------------------------------------------------------------------------------
 # The program
+
+
+def test_of_two_ld_library_path_entries_the_last_is_reported_and_searched_as_the_loader_does(uses_library,
+                                                                                            library_dirs):
+    entries = [b"PATH=/usr/bin:/bin", b"LANG=C.UTF-8", b"NIX_LD=" + REAL_LOADER.encode(),
+               b"LD_LIBRARY_PATH=/nowhere", b"LD_LIBRARY_PATH=" + os.fsencode(library_dirs.a)]
+    result = run_with_block([NIXLD, "doctor", "--json", uses_library], entries, TIMEOUT)
+    document = json.loads(result.stdout)
+    assert document["environment"]["LD_LIBRARY_PATH"] == library_dirs.a
+    assert (document["program"]["missing"], problems(document)) == ([], [])
 
 
 def test_a_missing_library_is_a_problem_whose_fix_is_nixld_find_libs(programs, library_dirs):

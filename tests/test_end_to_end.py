@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from crafted import overwrite_program_headers
-from environments import NIX_LD_TABLE, explicit_environment
+from environments import NIX_LD_TABLE, explicit_environment, run_with_block
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -298,25 +298,27 @@ def test_the_cli_gives_the_program_the_callers_environment_even_under_the_c_loca
     assert parse_env_output(env_output) == {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
 
 
-EXEC_WITH_BLOCK = """
-import ast, sys
-from nixld._execve import execve
-command, entries = ast.literal_eval(sys.argv[1])
-execve(command[0], command, entries)
-"""
-
-
 def test_the_cli_passes_on_the_callers_environment_block_entry_for_entry(cli, probe):
     """A name given twice stays given twice, in its place (getenv() finds the first, and
     so must the program), and an entry without "=" is passed on too: the block is the
     caller's, not a dictionary made of it."""
     entries = [b"PATH=/usr/bin:/bin", b"LANG=C.UTF-8", b"NIX_LD=" + REAL_LOADER.encode(), b"TWICE=first",
                b"NO_EQUALS_SIGN", b"TWICE=second", b"=nameless"]
-    command = [os.fsencode(word) for word in (*cli, "run", probe, "env", "/usr/bin/env")]
-    result = subprocess.run([sys.executable, "-c", EXEC_WITH_BLOCK, repr((command, entries))],
-                            capture_output=True, timeout=TIMEOUT)
+    result = run_with_block([*cli, "run", probe, "env", "/usr/bin/env"], entries, TIMEOUT)
     assert (result.returncode, result.stderr) == (0, b"")
     assert result.stdout.split(b"\n", 2)[2].splitlines() == entries
+
+
+def test_of_two_ld_library_path_entries_the_last_is_searched_as_by_the_loader_itself(cli, uses_library,
+                                                                                   library_dirs, greetings):
+    """glibc's loader reads every entry of the block, the last LD_LIBRARY_PATH winning, where
+    getenv() finds the first: a program that runs with this block runs through nixld too."""
+    entries = [b"PATH=/usr/bin:/bin", b"LANG=C.UTF-8", b"NIX_LD=" + REAL_LOADER.encode(),
+               b"LD_LIBRARY_PATH=/nowhere", b"LD_LIBRARY_PATH=" + os.fsencode(library_dirs.a)]
+    by_hand = run_with_block([REAL_LOADER, uses_library], entries, TIMEOUT)
+    through_nixld = run_with_block([*cli, "run", uses_library], entries, TIMEOUT)
+    assert (by_hand.returncode, by_hand.stderr, by_hand.stdout) == (0, b"", lines(greetings["lib-a"]))
+    assert (through_nixld.returncode, through_nixld.stderr, through_nixld.stdout) == (0, b"", lines(greetings["lib-a"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -887,6 +889,30 @@ def test_a_bad_input_is_refused_with_one_line_naming_the_culprit(launch, bad_inp
     assert_one_nixld_line(result.stderr, *bad_input.culprits)
     expected_stdout = lines(bad_input.error.__name__) if launch.name == "exec_foreign" else b""
     assert result.stdout == expected_stdout
+    assert not target.exists()
+
+
+# Opening a FIFO for reading waits for a writer: a launch that opens the loader so never ends.
+AT_ONCE = 10
+
+
+@pytest.mark.parametrize("setting, advice", [
+    ("NIX_LD", "set NIX_LD to the path"),
+    ("NIX_LD_x86_64_linux", "set NIX_LD_x86_64_linux to the path"),
+    ("--ld", "give --ld the path"),
+])
+def test_a_fifo_as_the_loader_is_refused_at_once_as_not_a_regular_file(launch, probe, tmp_path, setting, advice):
+    """The kernel refuses an interpreter that is not a regular file at once; so does nixld."""
+    fifo = tmp_path / "ld.so"
+    os.mkfifo(fifo)
+    target = tmp_path / "created"
+    ld = str(fifo) if setting == "--ld" else None
+    env = environment() if ld else environment(**{setting: str(fifo)})
+    result = subprocess.run(launch.command(probe, "touch", str(target), ld=ld), env=env, capture_output=True,
+                            timeout=AT_ONCE)
+    assert result.returncode == 126
+    source = "given with --ld" if ld else f"from {setting}"
+    assert_one_nixld_line(result.stderr, f"loader {fifo} ({source}) is not a regular file: {advice}")
     assert not target.exists()
 
 

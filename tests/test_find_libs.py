@@ -80,9 +80,9 @@ def environment(tmp_path: Path, **variables) -> dict:
     return explicit_environment(REAL_LOADER, XDG_CACHE_HOME=str(tmp_path / "cache"), **variables)
 
 
-def find_libs(nixld_script, *args, env) -> subprocess.CompletedProcess:
+def find_libs(nixld_script, *args, env, timeout=TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run([nixld_script, "find-libs", "--no-default-roots", *args], env=env, capture_output=True,
-                          timeout=TIMEOUT)
+                          timeout=timeout)
 
 
 def answer_of(nixld_script, *args, env) -> dict:
@@ -117,6 +117,18 @@ def test_directories_that_provide_more_are_preferred_and_needs_are_followed(nixl
 def test_wrong_class_wrong_machine_broken_and_truncated_candidates_are_never_picked(nixld_script, store, tmp_path):
     answer = answer_of(nixld_script, store.program, "--search", str(store.root), env=environment(tmp_path))
     gamma = [Path(c["directory"]).parent.name for c in answer["candidates"]["libfl_gamma.so"]]
+    assert gamma == ["eee-gamma"]
+
+
+def test_a_fifo_named_like_a_library_is_passed_over_at_once(nixld_script, store, tmp_path):
+    """Opening a FIFO for reading waits for a writer: the walk must not open it so."""
+    fifos = tmp_path / "fifos"
+    (fifos / "lib").mkdir(parents=True)
+    os.mkfifo(fifos / "lib/libfl_gamma.so")
+    result = find_libs(nixld_script, "--json", store.program, "--search", str(fifos), "--search", str(store.root),
+                       env=environment(tmp_path), timeout=10)
+    assert (result.returncode, result.stderr) == (0, b"")
+    gamma = [Path(c["directory"]).parent.name for c in json.loads(result.stdout)["candidates"]["libfl_gamma.so"]]
     assert gamma == ["eee-gamma"]
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from crafted import (EM_386, EM_AARCH64, EM_X86_64, dynamic_elf_bytes, overwrite_program_headers, write_dynamic_elf,
                      write_elf, write_loader)
+from environments import run_with_block
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,6 +40,8 @@ REAL_LOADER = "/lib64/ld-linux-x86-64.so.2"
 # on NixOS) never takes part in these tests.
 NO_NIX_LD_LIBRARY_DIR = "/nonexistent/nix-ld/lib"
 TIMEOUT = 60
+# Opening a FIFO for reading waits for a writer: an inspection that opens the loader so never ends.
+AT_ONCE = 10
 
 # How the loader and nixld name the loader in their lists: glibc prints it under the
 # program's PT_INTERP, nixld under the name a library asked for it by; both give its path.
@@ -807,12 +810,12 @@ def test_a_loader_without_a_string_table_is_used_not_a_crash(tmp_path):
 # The command line
 
 
-def nixld_inspect(nixld_script, *args, env=None, cwd=None) -> subprocess.CompletedProcess:
+def nixld_inspect(nixld_script, *args, env=None, cwd=None, timeout=TIMEOUT) -> subprocess.CompletedProcess:
     """`nixld inspect ARGS` in a process of its own (the CLI reads its caller's environment
     from /proc/self/environ)."""
     return subprocess.run([nixld_script, "inspect", *map(os.fsdecode, args)],
                           env={"LANG": "C.UTF-8", **(environment() if env is None else env)},
-                          cwd=cwd, capture_output=True, timeout=TIMEOUT)
+                          cwd=cwd, capture_output=True, timeout=timeout)
 
 
 def assert_one_nixld_line(stderr: bytes, *culprits: str) -> None:
@@ -962,6 +965,38 @@ def test_ld_and_library_path_options_reach_the_inspection(nixld_script, inspect_
     assert (document["loader"]["path"], document["loader"]["source"]) == (REAL_LOADER, "--ld")
     assert document["search_path"] == [str(missing / "gone"), NO_NIX_LD_LIBRARY_DIR]
     assert (result.returncode, document["missing"]) == (0, [])
+
+
+@pytest.mark.parametrize("kind", ["a FIFO", "a directory"])
+def test_a_loader_that_is_not_a_regular_file_is_warned_of_at_once_in_the_words_of_nixld_run(nixld_script, inspect_tree,
+                                                                                         tmp_path, kind):
+    """Opening a FIFO for reading waits for a writer; the kernel refuses such an interpreter
+    at once, and so do `nixld run` and `nixld inspect`, alike."""
+    loader = tmp_path / "ld.so"
+    os.mkfifo(loader) if kind == "a FIFO" else loader.mkdir()
+    env = environment(NIX_LD=str(loader))
+    program = inspect_tree.root / "plain"
+    result = nixld_inspect(nixld_script, "--json", program, env=env, timeout=AT_ONCE)
+    refused = subprocess.run([nixld_script, "run", program], env=env, capture_output=True, timeout=AT_ONCE)
+    assert (refused.returncode, refused.stderr) == (
+        126, f"nixld: loader {loader} (from NIX_LD) is not a regular file: set NIX_LD to the path of an x86_64 "
+             "loader (glibc's ld.so)\n".encode())
+    assert (result.returncode, result.stderr) == (0, b"")
+    document = json.loads(result.stdout)
+    assert (document["loader"]["path"], document["loader"]["exists"]) == (str(loader), True)
+    assert refused.stderr.decode()[len("nixld: "):-1] in document["warnings"]
+
+
+def test_of_two_ld_library_path_entries_the_command_line_searches_the_last_as_the_loader_does(
+        nixld_script, uses_library, library_dirs):
+    entries = [b"NIX_LD=" + as_bytes(REAL_LOADER), b"NIX_LD_LIBRARY_PATH=" + as_bytes(NO_NIX_LD_LIBRARY_DIR),
+               b"LD_LIBRARY_PATH=/nowhere", b"LD_LIBRARY_PATH=" + as_bytes(library_dirs.a)]
+    result = run_with_block([nixld_script, "inspect", "--json", uses_library], entries, TIMEOUT)
+    assert (result.returncode, result.stderr) == (0, b"")
+    document = json.loads(result.stdout)
+    assert document["search_path"] == [library_dirs.a, NO_NIX_LD_LIBRARY_DIR]
+    [library] = [entry for entry in document["libraries"] if entry["soname"] == "libnixldtest.so"]
+    assert (library["path"], library["via"]) == (f"{library_dirs.a}/libnixldtest.so", "library-path")
 
 
 # ---------------------------------------------------------------------------------------------

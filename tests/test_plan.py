@@ -16,7 +16,8 @@ from crafted import EM_386, EM_AARCH64, EM_RISCV, EM_X86_64, ET_CORE, ET_EXEC, E
 import nixld
 from nixld.config import DEFAULT_LOADER
 from nixld.elf import read_header
-from nixld.loader import MODE_DIRECT, MODE_ENVIRONMENT, MODE_LIBRARY_PATH, environment_entries, environment_lookup
+from nixld.loader import (MODE_DIRECT, MODE_ENVIRONMENT, MODE_LIBRARY_PATH, environment_entries, environment_lookup,
+                          ld_library_path_entry, plan_command)
 
 X86_64_INTERPRETER = b"/lib64/ld-linux-x86-64.so.2"
 
@@ -64,6 +65,24 @@ def test_the_library_path_is_the_callers_then_libs_then_nix_ld_dirs_without_dupl
     launch = plan(program, env, libs=["/extra", b"/mine"])
     assert launch.library_path == (b"/mine", b"/shared", b"/extra", b"/nix")
     assert launch.argv[2] == b"/mine:/shared:/extra:/nix"
+
+
+def test_of_two_ld_library_path_entries_the_plan_searches_the_last_as_glibcs_loader_does(program, loader):
+    entries = (b"NIX_LD=" + loader, b"LD_LIBRARY_PATH=/first", b"NIX_LD_LIBRARY_PATH=/nix", b"LD_LIBRARY_PATH=/last")
+    launch = plan_command(program, (program,), entries, (), None)
+    assert launch.library_path == (b"/last", b"/nix")
+    assert launch.env == entries  # the program still gets the block entry for entry
+
+
+@pytest.mark.parametrize("entries, value", [
+    ((), None),
+    ((b"A=1", b"LD_LIBRARY_PATH_X=/x", b"XLD_LIBRARY_PATH=/y"), None),
+    ((b"LD_LIBRARY_PATH",), None),  # no "=": the loader passes it over, as getenv() does
+    ((b"LD_LIBRARY_PATH=",), b""),
+    ((b"LD_LIBRARY_PATH=/first", b"A=1", b"LD_LIBRARY_PATH=/a=b:/c", b"LD_LIBRARY_PATH"), b"/a=b:/c"),
+])
+def test_ld_library_path_entry_is_the_value_of_the_last_entry_that_sets_it(entries, value):
+    assert ld_library_path_entry(entries) == value
 
 
 def test_a_single_library_directory_given_as_a_string_is_one_directory(program, loader):

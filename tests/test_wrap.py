@@ -5,10 +5,13 @@ NIX_LD_LIBRARY_PATH for a program started by nix-ld or nixld's shim."""
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +29,8 @@ REAL_LOADER = "/lib64/ld-linux-x86-64.so.2"
 MUSL_LOADER = "/lib/ld-musl-x86_64.so.1"
 DEFAULT_LIBRARY_DIR = "/run/current-system/sw/share/nix-ld/lib"
 TIMEOUT = 30
+# Opening a FIFO for reading waits for a writer: a wrap that opens the loader so never ends.
+AT_ONCE = 10
 
 
 def environment(**variables) -> dict:
@@ -36,9 +41,9 @@ def lines(*items) -> bytes:
     return b"".join(os.fsencode(item) + b"\n" for item in items)
 
 
-def nixld_wrap(nixld_script, *args, env=None, cwd=None, fmt="binary") -> subprocess.CompletedProcess:
+def nixld_wrap(nixld_script, *args, env=None, cwd=None, fmt="binary", timeout=TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run([nixld_script, "wrap", "--format", fmt, *args], env=env or environment(),
-                          capture_output=True, timeout=TIMEOUT, cwd=cwd)
+                          capture_output=True, timeout=timeout, cwd=cwd)
 
 
 def run(*argv, env=None, **kwargs) -> subprocess.CompletedProcess:
@@ -174,6 +179,68 @@ def test_any_program_path_survives_the_wrapper(nixld_script, probe, tmp_path_fac
 
 
 # ---------------------------------------------------------------------------------------------
+# Set-user-ID and set-group-ID programs: the wrapper is a new file, without their bits
+
+
+def set_id_copy(probe, tmp_path: Path, mode: int) -> Path:
+    """A copy of the probe with `mode`'s set-user-ID and set-group-ID bits (no root needed)."""
+    program = tmp_path / "set-id-probe"
+    shutil.copy(probe, program)
+    os.chmod(program, mode)
+    return program
+
+
+def wrapped_with_a_warning(nixld_script, program: Path, output: Path, fmt: str) -> str:
+    """Wrap `program` in `fmt`: written as ever, status 0, and one `nixld: warn:` line, returned."""
+    result = nixld_wrap(nixld_script, "-o", str(output), str(program), fmt=fmt)
+    assert (result.returncode, output.exists()) == (0, True)
+    assert result.stdout.startswith(f"{output}: starts {program} through ".encode())
+    assert result.stderr.startswith(b"nixld: warn: ") and result.stderr.count(b"\n") == 1, result.stderr
+    assert not output.stat().st_mode & (stat.S_ISUID | stat.S_ISGID)
+    return result.stderr.decode()
+
+
+def test_a_binary_wrapper_of_a_set_user_id_program_warns_and_says_how_to_give_it_the_bit(nixld_script, probe,
+                                                                                         tmp_path):
+    program, output = set_id_copy(probe, tmp_path, 0o4755), tmp_path / "wrapped"
+    owner = pwd.getpwuid(os.getuid()).pw_name
+    assert wrapped_with_a_warning(nixld_script, program, output, "binary") == (
+        f"nixld: warn: {output} does not carry the set-user-ID bit of {program}, so the program runs with its "
+        f"caller's privileges, not its owner's: to give it those, run `chown {owner} {output} && chmod u+s "
+        f"{output}` (so started, the launcher uses only the library directories fixed now, not its caller's "
+        "LD_LIBRARY_PATH)\n")
+
+
+@pytest.mark.parametrize("mode, command", [
+    (0o2755, "`chgrp {group} {output} && chmod g+s {output}`"),
+    (0o6755, "`chown {owner}:{group} {output} && chmod u+s,g+s {output}`"),
+])
+def test_a_binary_wrapper_of_a_set_group_id_program_is_told_the_group_and_the_bits_to_give(nixld_script, probe,
+                                                                                           tmp_path, mode, command):
+    program, output = set_id_copy(probe, tmp_path, mode), tmp_path / "wrapped"
+    names = {"owner": pwd.getpwuid(os.getuid()).pw_name, "group": grp.getgrgid(os.getgid()).gr_name}
+    assert command.format(output=output, **names) in wrapped_with_a_warning(nixld_script, program, output, "binary")
+
+
+# nix and envrc leave the program to start by itself, with its own bit: in secure mode.
+IN_SECURE_MODE = ("{program} is set-user-ID, so it starts in secure mode, where the library directories {output} "
+                  "sets in NIX_LD_LIBRARY_PATH are not used: use --format binary")
+
+
+@pytest.mark.parametrize("fmt, warning", [
+    ("sh", "{output} is a script and Linux ignores set-user-ID on scripts, so through it {program} runs with its "
+           "caller's privileges, not its owner's: use --format binary"),
+    ("nix", IN_SECURE_MODE),
+    ("envrc", IN_SECURE_MODE),
+])
+def test_a_script_format_for_a_set_user_id_program_warns_to_use_the_binary_format(nixld_script, probe, tmp_path,
+                                                                                   fmt, warning):
+    program, output = set_id_copy(probe, tmp_path, 0o4755), tmp_path / "wrapped"
+    assert wrapped_with_a_warning(nixld_script, program, output, fmt) == (
+        "nixld: warn: " + warning.format(output=output, program=program) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
 # What wrap refuses, and what it never leaves behind
 
 
@@ -234,6 +301,25 @@ def test_wrap_refuses_what_nixld_run_refuses(nixld_script, tmp_path):
     result = nixld_wrap(nixld_script, "-o", str(tmp_path / "out"), str(tmp_path / "absent"))
     assert result.returncode == 127 and result.stderr.count(b"\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("setting", ["NIX_LD", "--ld"])
+def test_a_fifo_as_the_loader_is_refused_at_once_as_nixld_run_refuses_it(nixld_script, probe, tmp_path, setting):
+    """Opening a FIFO for reading waits for a writer; the kernel refuses such an interpreter
+    at once, and so does wrap."""
+    fifo = tmp_path / "ld.so"
+    os.mkfifo(fifo)
+    output = tmp_path / "out"
+    if setting == "--ld":
+        result = nixld_wrap(nixld_script, "-o", str(output), "--ld", str(fifo), probe, timeout=AT_ONCE)
+        source, advice = "given with --ld", "give --ld the path"
+    else:
+        result = nixld_wrap(nixld_script, "-o", str(output), probe, env=environment(NIX_LD=str(fifo)), timeout=AT_ONCE)
+        source, advice = "from NIX_LD", "set NIX_LD to the path"
+    assert (result.returncode, result.stdout) == (126, b"")
+    assert result.stderr == (f"nixld: loader {fifo} ({source}) is not a regular file: {advice} of an x86_64 loader "
+                             "(glibc's ld.so)\n").encode()
+    assert not output.exists()
 
 
 def test_a_wrapper_whose_loader_is_gone_says_so_in_one_line(nixld_script, probe, tmp_path, launcher_format):
