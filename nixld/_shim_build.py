@@ -47,8 +47,8 @@ SYSTEM_FLAGS = {"x86_64_linux": [], "i686_linux": ["-m32"], "aarch64_linux": []}
 
 # The freestanding programs built from nixld/shim/: the shim itself, and the launcher that
 # `nixld wrap --format binary` copies. Each: its main file, and what it shares.
-PROGRAM_SOURCES = {"shim": ["shim.c", "load.c", "contract.c", "runtime.c"],
-                   "launcher": ["launcher.c", "load.c", "contract.c", "runtime.c"]}
+PROGRAM_SOURCES = {"shim": ["shim.c", "load.c", "stack.c", "contract.c", "message.c", "runtime.c"],
+                   "launcher": ["launcher.c", "load.c", "stack.c", "contract.c", "message.c", "runtime.c"]}
 
 
 def shim_command(compiler: list[str], system: str, output: str, program: str = "shim") -> list[str]:

@@ -461,17 +461,38 @@ def i386_programs(tmp_path_factory) -> I386:
     return I386(root=r, loader=I386_LOADER)
 
 
-def cffi_library(directory: Path, name: str, declarations: str, preamble: str, sources: list[Path]):
-    """C `sources` (nixld/shim/ files) and `preamble` built by gcc into a shared library in
-    `directory` and opened with cffi (ABI mode: no Python headers nor setuptools needed), as
-    the tests drive the shim's C from Python. Returns (ffi, lib)."""
-    from cffi import FFI
+def _sanitizer_runtime() -> str | None:
+    """The path of gcc's AddressSanitizer runtime, which a process must load first to run code
+    built with -fsanitize=address; None when gcc has none."""
+    result = subprocess.run([_gcc(), "-print-file-name=libasan.so"], capture_output=True, text=True)
+    path = result.stdout.strip()
+    return os.path.realpath(path) if result.returncode == 0 and os.path.isabs(path) and os.path.exists(path) else None
 
-    glue = directory / f"{name}.c"
-    glue.write_text(preamble)
-    library = directory / f"{name}.so"
-    compile_all([["-shared", "-fPIC", "-I", str(PROJECT / "nixld" / "shim"), "-o", str(library), str(glue),
-                  *map(str, sources)]])
-    ffi = FFI()
-    ffi.cdef(declarations)
-    return ffi, ffi.dlopen(str(library))
+
+@pytest.fixture(scope="session")
+def shim_c_as_built(tmp_path_factory):
+    """The shim's C units (tests/shim_c.py) as the shim builds them, opened in this process."""
+    import shim_c
+
+    return shim_c.Library(shim_c.build(tmp_path_factory.mktemp("shim-c"), compile_all=compile_all))
+
+
+@pytest.fixture(scope="session")
+def shim_c_sanitized(tmp_path_factory):
+    """The same units built with AddressSanitizer and UndefinedBehaviorSanitizer, run in a child
+    process: a fault there fails the test with the sanitizer's report."""
+    import shim_c
+
+    runtime = _sanitizer_runtime()
+    require(runtime is not None, "gcc's AddressSanitizer runtime (libasan.so)", package="libasan8 (gcc-12 brings it)")
+    library = shim_c.SanitizedLibrary(
+        shim_c.build(tmp_path_factory.mktemp("shim-c-sanitized"), sanitize=True, compile_all=compile_all), runtime)
+    yield library
+    library.close()
+
+
+@pytest.fixture(scope="session", params=["as-built", "sanitized"])
+def shim_c_library(request):
+    """The shim's C units, as built and under the sanitizers: each test that takes this fixture
+    runs on both."""
+    return request.getfixturevalue(f"shim_c_{request.param.replace('-', '_')}")

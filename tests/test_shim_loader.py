@@ -5,9 +5,9 @@ that nixld run's own check accepts too, never in a crash."""
 from __future__ import annotations
 
 import os
+import struct
 
 import pytest
-from conftest import PROJECT, cffi_library
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,38 +18,11 @@ from nixld.loader import check_loader
 REAL_LOADER = "/lib64/ld-linux-x86-64.so.2"
 PROGRAM = "/usr/bin/true"
 
-DECLARATIONS = """
-const char *check_loader_file(const char *path, long *error);
-"""
-
-PREAMBLE = """
-#include <unistd.h>
-#include "load.h"
-
-/* What the shim concludes about the loader at `path` (NULL: fit to map), without mapping it. */
-const char *check_loader_file(const char *path, long *error)
-{
-    struct loader loader;
-    const char *fault = nixld_open_loader(path, 4096, &loader);
-    if (!fault)
-        close(loader.fd);
-    *error = loader.error;
-    return fault;
-}
-"""
-
 
 @pytest.fixture(scope="module")
-def shim_check(tmp_path_factory):
-    ffi, lib = cffi_library(tmp_path_factory.mktemp("load"), "_nixld_shim_load", DECLARATIONS, PREAMBLE,
-                            [PROJECT / "nixld" / "shim" / "load.c"])
-
-    def check(path: bytes) -> str | None:
-        error = ffi.new("long *")
-        fault = lib.check_loader_file(path, error)
-        return None if fault == ffi.NULL else ffi.string(fault).decode()
-
-    return check
+def shim_check(shim_c_as_built):
+    """What the shim concludes about the loader at a path (None: fit to map), without mapping it."""
+    return lambda path: shim_c_as_built.call("check_loader", path)
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +37,98 @@ def test_the_real_loader_passes_and_a_program_does_not(shim_check, tmp_path):
     assert shim_check(os.fsencode(tmp_path / "absent")) == "does not exist"
 
 
+PROGRAM_HEADER = struct.Struct("<IIQQQQQQ")  # Elf64_Phdr
+PAGE = 4096
+
+
+def loads_of(data: bytearray) -> list[tuple[int, list[int]]]:
+    """The PT_LOAD headers of a 64-bit ELF file: (offset of the header, its fields as a list:
+    type, flags, offset, vaddr, paddr, filesz, memsz, align)."""
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    headers = [(phoff + index * phentsize, list(PROGRAM_HEADER.unpack_from(data, phoff + index * phentsize)))
+               for index in range(phnum)]
+    return [(at, fields) for at, fields in headers if fields[0] == 1]
+
+
+def rewrite(data: bytearray, at: int, fields: list[int]) -> None:
+    PROGRAM_HEADER.pack_into(data, at, *fields)
+
+
+def file_part_larger_than_memory(data: bytearray) -> bytearray:
+    at, code = loads_of(data)[1]
+    code[5] = code[6] + 16
+    rewrite(data, at, code)
+    return data
+
+
+def out_of_order(data: bytearray) -> bytearray:
+    (first_at, first), (second_at, second) = loads_of(data)[1:3]
+    rewrite(data, first_at, second)
+    rewrite(data, second_at, first)
+    return data
+
+
+def overlapping(data: bytearray) -> bytearray:
+    at, constants = loads_of(data)[2]
+    constants[3] = constants[4] = loads_of(data)[1][1][3] + PAGE  # inside the code, the page offset kept
+    rewrite(data, at, constants)
+    return data
+
+
+def past_the_end_of_the_file(data: bytearray) -> bytearray:
+    _, last = loads_of(data)[-1]
+    return data[:last[2] + last[5] - 1]
+
+
+def ending_at_the_top_of_the_address_space(data: bytearray) -> bytearray:
+    at, writable = loads_of(data)[-1]
+    writable[3] = writable[4] = 2 ** 64 - 3 * PAGE + writable[2] % PAGE  # the page offset kept
+    writable[5] = writable[6] = 2 ** 64 - 1 - writable[3]  # ends at the last byte: no wrap, but its page does
+    rewrite(data, at, writable)
+    return data
+
+
+def entry_in_the_zero_filled_part(data: bytearray) -> bytearray:
+    at, writable = loads_of(data)[-1]
+    assert writable[6] - writable[5] > 32, "the loader's last segment has no zero-filled part"
+    writable[1] |= 1  # PF_X: the entry's segment must be code
+    rewrite(data, at, writable)
+    struct.pack_into("<Q", data, 24, writable[3] + writable[5] + 16)
+    return data
+
+
+# Loaders the kernel would map into overlapping memory, read past the file (SIGBUS), or start
+# on zero pages (executed for as long as they last): each is refused.
+DAMAGED_LOADERS = {
+    "a segment whose file part is larger than its memory": (file_part_larger_than_memory, "corrupt loadable segment"),
+    "segments out of order": (out_of_order, "corrupt loadable segment"),
+    "overlapping segments": (overlapping, "corrupt loadable segment"),
+    "a segment past the end of the file": (past_the_end_of_the_file, "corrupt loadable segment"),
+    "a segment whose last page wraps around": (ending_at_the_top_of_the_address_space, "corrupt loadable segment"),
+    "an entry point in the zero-filled part of its code": (entry_in_the_zero_filled_part,
+                                                          "its entry point is not in its code"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_LOADERS)
+def test_a_loader_whose_segments_cannot_be_mapped_as_they_say_is_refused(shim_check, real_loader_head, tmp_path,
+                                                                          damage):
+    make, fault = DAMAGED_LOADERS[damage]
+    path = tmp_path / "ld.so"
+    path.write_bytes(bytes(make(bytearray(real_loader_head))))
+    path.chmod(0o755)
+    assert shim_check(os.fsencode(path)) == f"is not an ELF program loader ({fault})"
+
+
 @settings(max_examples=300)
 @given(changes=st.lists(st.tuples(st.integers(0, 1023), st.integers(0, 255)), min_size=1, max_size=8),
        cut=st.none() | st.integers(0, 4096))
-def test_any_damage_to_the_headers_is_a_fault_or_a_loader_nixld_run_accepts(shim_check, real_loader_head,
-                                                                             tmp_path_factory, changes, cut):
+def test_any_damage_to_the_headers_is_a_fault_or_a_loader_nixld_run_accepts_and_the_shim_maps(
+        shim_c_library, real_loader_head, tmp_path_factory, changes, cut):
+    """Run as built and under the sanitizers: the check and the mapping (then undone) of a
+    damaged loader end in a fault or in a loader mapped where its reservation is, never in a
+    write out of bounds or a segment mapped over memory it does not own."""
     data = bytearray(real_loader_head)
     for offset, value in changes:
         data[offset] = value
@@ -77,7 +137,7 @@ def test_any_damage_to_the_headers_is_a_fault_or_a_loader_nixld_run_accepts(shim
     path = tmp_path_factory.mktemp("damaged") / "ld.so"
     path.write_bytes(bytes(data))
     os.chmod(path, 0o755)
-    fault = shim_check(os.fsencode(path))
+    fault = shim_c_library.call("check_loader", os.fsencode(path))
     if fault is None:
         header = elf.read_header(os.fsencode(path))
         try:
@@ -85,3 +145,4 @@ def test_any_damage_to_the_headers_is_a_fault_or_a_loader_nixld_run_accepts(shim
         except LoaderError as error:
             pytest.fail(f"the shim accepts a loader nixld run refuses: {error.message}")
         assert header.type == elf.ET_DYN and header.entry and header.interpreter is None
+        assert shim_c_library.call("map_loader", os.fsencode(path)) in (None, "cannot be mapped")

@@ -359,9 +359,11 @@ def test_proc_self_exe_is_the_binary_wrapper_so_a_program_that_re_executes_itsel
     assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(wrapped_probe, "argv", "again"))
 
 
-def test_the_program_starts_on_a_stack_laid_out_as_the_kernel_lays_one_out(wrapped_probe):
-    result = run(wrapped_probe, "start", env=environment(LD_LIBRARY_PATH="/x"))
-    assert (result.returncode, result.stderr, result.stdout) == (0, b"", b"start ok\n")
+@pytest.mark.parametrize("check, says", [("start", b"start ok\n"), ("auxv", b"auxv ok\n"), ("fds", b"")])
+def test_the_program_starts_on_a_stack_laid_out_as_the_kernel_lays_one_out(wrapped_probe, check, says):
+    """Aligned, with the kernel's auxv pair for pair, and no file of the launcher's left open."""
+    result = run(wrapped_probe, check, env=environment(LD_LIBRARY_PATH="/x"))
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", says)
 
 
 def test_a_musl_program_wrapped_with_musls_loader_runs(nixld_script, tmp_path):

@@ -5,7 +5,7 @@
 const char nixld_default_library_dir[] = "/run/current-system/sw/share/nix-ld/lib";
 const char nixld_default_loader[] = "/run/current-system/sw/share/nix-ld/lib/ld.so";
 
-static nixld_size string_length(const char *string)
+nixld_size nixld_length(const char *string)
 {
     nixld_size length = 0;
     while (string[length])
@@ -23,23 +23,65 @@ static int same_bytes(const char *a, const char *b, nixld_size length)
 
 static struct nixld_string whole(const char *string)
 {
-    struct nixld_string result = {string, string_length(string)};
+    struct nixld_string result = {string, nixld_length(string)};
     return result;
+}
+
+/* Whether `entry` is "`name`=...". */
+static int names(const char *entry, const char *name, nixld_size length)
+{
+    nixld_size i = 0;
+    while (i < length && entry[i] == name[i])
+        i++;
+    return i == length && entry[i] == '=';
 }
 
 struct nixld_string nixld_getenv(char *const *envp, const char *name)
 {
     struct nixld_string absent = {0, 0};
-    nixld_size length = string_length(name);
-    for (; *envp; envp++) {
-        const char *entry = *envp;
-        nixld_size i = 0;
-        while (i < length && entry[i] == name[i])
-            i++;
-        if (i == length && entry[i] == '=')
-            return whole(entry + length + 1);
-    }
+    nixld_size length = nixld_length(name);
+    for (; *envp; envp++)
+        if (names(*envp, name, length))
+            return whole(*envp + length + 1);
     return absent;
+}
+
+struct nixld_string nixld_getenv_last(char *const *envp, const char *name)
+{
+    struct nixld_string found = {0, 0};
+    nixld_size length = nixld_length(name);
+    for (; *envp; envp++)
+        if (names(*envp, name, length))
+            found = whole(*envp + length + 1);
+    return found;
+}
+
+/* glibc's UNSECURE_ENVVARS (sysdeps/generic/unsecvars.h, GLIBC_TUNABLES where a build has no
+ * tunables), the architectures' EXTRA_UNSECURE_ENVVARS (i386's LD_AOUT_*, x86-64's
+ * LD_PREFER_MAP_32BIT_EXEC) and MALLOC_CHECK_: what any release removes from a set-user-ID
+ * program's environment. One string: a table of pointers would need relocating (see log_levels). */
+static const char unsecure_variables[] =
+    "GCONV_PATH\0GETCONF_DIR\0GLIBC_TUNABLES\0HOSTALIASES\0LD_AOUT_LIBRARY_PATH\0LD_AOUT_PRELOAD\0LD_AUDIT\0"
+    "LD_DEBUG\0LD_DEBUG_OUTPUT\0LD_DYNAMIC_WEAK\0LD_HWCAP_MASK\0LD_LIBRARY_PATH\0LD_ORIGIN_PATH\0"
+    "LD_PREFER_MAP_32BIT_EXEC\0LD_PRELOAD\0LD_PROFILE\0LD_SHOW_AUXV\0LD_USE_LOAD_BIAS\0LOCALDOMAIN\0LOCPATH\0"
+    "MALLOC_CHECK_\0MALLOC_TRACE\0NIS_PATH\0NLSPATH\0RESOLV_HOST_CONF\0RES_OPTIONS\0TMPDIR\0TZDIR\0";
+
+static int is_unsecure(const char *entry)
+{
+    for (const char *name = unsecure_variables; *name; name += nixld_length(name) + 1)
+        if (names(entry, name, nixld_length(name)))
+            return 1;
+    return 0;
+}
+
+nixld_size nixld_drop_unsecure_variables(char **envp)
+{
+    nixld_size kept = 0;
+    for (char **entry = envp; *entry; entry++)
+        if (!is_unsecure(*entry))
+            envp[kept++] = *entry;
+    envp[kept] = 0;
+    return kept;
 }
 
 /* nix-ld counts an empty value as unset. */
@@ -76,8 +118,6 @@ static int is_python_space(char c)
 static void read_log_level(char *const *envp, struct nixld_settings *settings)
 {
     struct nixld_string value = setting(envp, "NIX_LD_LOG");
-    settings->log_level = NIXLD_LOG_WARN;
-    settings->unknown_log_level.data = 0;
     if (!value.data)
         return;
     const char *start = value.data, *end = value.data + value.length;
@@ -86,8 +126,8 @@ static void read_log_level(char *const *envp, struct nixld_settings *settings)
     while (end > start && is_python_space(end[-1]))
         end--;
     const char *name = log_levels;
-    for (int level = 0; *name; level++, name += string_length(name) + 1) {
-        nixld_size length = string_length(name), i = 0;
+    for (int level = 0; *name; level++, name += nixld_length(name) + 1) {
+        nixld_size length = nixld_length(name), i = 0;
         if ((nixld_size)(end - start) != length)
             continue;
         while (i < length && (start[i] >= 'A' && start[i] <= 'Z' ? start[i] + 32 : start[i]) == name[i])
@@ -103,7 +143,9 @@ static void read_log_level(char *const *envp, struct nixld_settings *settings)
 void nixld_read_settings(char *const *envp, const char *system, int secure, struct nixld_settings *settings)
 {
     char name[64];
-    read_log_level(envp, settings);
+    settings->log_level = NIXLD_LOG_WARN;
+    settings->unknown_log_level.data = 0;
+    settings->unknown_log_level.length = 0;
     settings->loader = whole(nixld_default_loader);
     settings->loader_source = NIXLD_FROM_DEFAULT;
     settings->nix_library_path = whole(nixld_default_library_dir);
@@ -115,6 +157,7 @@ void nixld_read_settings(char *const *envp, const char *system, int secure, stru
         settings->nix_library_path.length = 0;
         return;
     }
+    read_log_level(envp, settings);
 
     struct nixld_string loaders[2] = {setting(envp, system_specific(name, "NIX_LD", system)),
                                       setting(envp, "NIX_LD")};
@@ -141,7 +184,7 @@ void nixld_read_settings(char *const *envp, const char *system, int secure, stru
             break;
         }
     }
-    settings->ld_library_path = nixld_getenv(envp, "LD_LIBRARY_PATH");
+    settings->ld_library_path = nixld_getenv_last(envp, "LD_LIBRARY_PATH");
 }
 
 /* Whether `out` (entries joined with ':', `used` bytes) already holds the entry. */

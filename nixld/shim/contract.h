@@ -21,7 +21,7 @@ struct nixld_settings {
     enum nixld_source loader_source;
     struct nixld_string nix_library_path; /* the chosen variable's value, unsplit, or the default directory */
     enum nixld_source nix_library_path_source;
-    struct nixld_string ld_library_path; /* the caller's own, as getenv finds it */
+    struct nixld_string ld_library_path; /* the caller's own, as glibc's loader reads it (the last) */
     enum nixld_log_level log_level;
     struct nixld_string unknown_log_level; /* NIX_LD_LOG's value when it names no level */
 };
@@ -30,8 +30,9 @@ extern const char nixld_default_loader[];
 extern const char nixld_default_library_dir[];
 
 /* The settings in `envp` (NULL-terminated) for a program of `system` ("x86_64_linux"). When
- * `secure` (AT_SECURE: a set-user-ID program started by someone else), nothing is taken from
- * the environment but the log level: the default loader, no library directories at all. */
+ * `secure` (AT_SECURE: a set-user-ID program started by someone else), nothing at all is taken
+ * from the environment, as glibc's loader then ignores LD_LIBRARY_PATH and LD_DEBUG: the
+ * default loader, no library directories, the default log level. */
 void nixld_read_settings(char *const *envp, const char *system, int secure, struct nixld_settings *settings);
 
 /* The library path to hand the loader: the caller's LD_LIBRARY_PATH entries (split on ':' and
@@ -47,5 +48,17 @@ nixld_size nixld_join_library_path(struct nixld_string ld_library_path, struct n
 
 /* The value of the first entry `name`=... in `envp`, as getenv finds it; data NULL when absent. */
 struct nixld_string nixld_getenv(char *const *envp, const char *name);
+
+/* The value of the last entry `name`=... in `envp`, as glibc's loader reads its own variables
+ * (it goes through every entry, and a later one overrides an earlier one). */
+struct nixld_string nixld_getenv_last(char *const *envp, const char *name);
+
+/* Takes out of `envp` (NULL-terminated, compacted in place) every variable that glibc's loader
+ * removes from a set-user-ID program's environment, in any glibc release; returns how many
+ * entries are left. */
+nixld_size nixld_drop_unsecure_variables(char **envp);
+
+/* The length of a NUL-terminated string. */
+nixld_size nixld_length(const char *string);
 
 #endif

@@ -2,8 +2,12 @@
 
 #include "load.h"
 
+/* A fault also closes the loader: nothing is left open behind it. */
 static const char *fault(struct loader *loader, const char *what, long error)
 {
+    if (loader->fd >= 0)
+        nixld_syscall3(NIXLD_SYS_close, loader->fd, 0, 0);
+    loader->fd = -1;
     loader->error = error;
     return what;
 }
@@ -29,20 +33,36 @@ static int is_flagged_pie(const struct loader *loader, const program_header *dyn
     return 0;
 }
 
+/* struct statx, as far as it is read: 256 bytes in all. */
+struct file_status {
+    unsigned int mask, block_size;
+    unsigned long long attributes;
+    unsigned int links, uid, gid;
+    unsigned short mode, spare;
+    unsigned long long inode, size;
+    unsigned long long rest[26];
+};
+
 const char *nixld_open_loader(const char *path, unsigned long page_size, struct loader *loader)
 {
+    loader->fd = -1;
     loader->error = 0;
     loader->other_machine = 0;
     loader->phdr = 0;
-    long fd = nixld_syscall3(NIXLD_SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer, for ever. */
+    long fd = nixld_syscall3(NIXLD_SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd == -2)
         return fault(loader, "does not exist", 0);
     if (fd < 0)
         return fault(loader, "cannot be opened", fd);
     loader->fd = (int)fd;
-    long file_size = nixld_syscall3(NIXLD_SYS_lseek, fd, 0, SEEK_END);
-    if (file_size < 0)
-        return fault(loader, "cannot be read", file_size);
+    struct file_status status;
+    long error = nixld_statx((int)fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_SIZE, &status);
+    if (error < 0)
+        return fault(loader, "cannot be read", error);
+    if ((status.mode & S_IFMT) != S_IFREG)
+        return fault(loader, "is not a regular file", 0);
+    unsigned long file_size = status.size > -1UL ? -1UL : (unsigned long)status.size;
 
     /* One read for the header and, in every loader seen, the program headers after it. */
     unsigned long head[1024 / sizeof(unsigned long)];
@@ -73,7 +93,7 @@ const char *nixld_open_loader(const char *path, unsigned long page_size, struct 
         header->e_phnum > MAX_LOADER_PROGRAM_HEADERS)
         return fault(loader, "is not an ELF program loader (corrupt program header table)", 0);
     unsigned long table_size = header->e_phnum * sizeof(program_header);
-    if (header->e_phoff > (unsigned long)file_size || table_size > (unsigned long)file_size - header->e_phoff)
+    if (header->e_phoff > file_size || table_size > file_size - header->e_phoff)
         return fault(loader, "is not an ELF program loader (truncated program header table)", 0);
     if (header->e_phoff + table_size <= (unsigned long)got)
         memcpy(loader->headers, (char *)head + header->e_phoff, table_size);
@@ -86,18 +106,22 @@ const char *nixld_open_loader(const char *path, unsigned long page_size, struct 
         const program_header *segment = &loader->headers[i];
         if (segment->p_type == PT_INTERP)
             return fault(loader, "is not an ELF program loader (it is a dynamically linked program)", 0);
-        if (segment->p_type == PT_DYNAMIC && is_flagged_pie(loader, segment, (unsigned long)file_size))
+        if (segment->p_type == PT_DYNAMIC && is_flagged_pie(loader, segment, file_size))
             return fault(loader, "is not an ELF program loader (it is a static-pie program)", 0);
         if (segment->p_type != PT_LOAD)
             continue;
         unsigned long end = segment->p_vaddr + segment->p_memsz;
-        if (segment->p_filesz > segment->p_memsz || end < segment->p_vaddr ||
-            segment->p_offset > (unsigned long)file_size ||
-            segment->p_filesz > (unsigned long)file_size - segment->p_offset ||
+        /* The end rounded up to a page must not wrap around either: the reservation would be
+         * too small, and a segment mapped with MAP_FIXED outside it. */
+        if (segment->p_filesz > segment->p_memsz || end < segment->p_vaddr || end > -page_size ||
+            segment->p_offset > file_size ||
+            segment->p_filesz > file_size - segment->p_offset ||
             (segment->p_vaddr - segment->p_offset) % page_size != 0 ||
             (loads && segment->p_vaddr < previous_end))
             return fault(loader, "is not an ELF program loader (corrupt loadable segment)", 0);
-        if ((segment->p_flags & PF_X) && header->e_entry >= segment->p_vaddr && header->e_entry < end)
+        /* In the part the file fills: past it are zero pages, executed for as long as they last. */
+        if ((segment->p_flags & PF_X) && header->e_entry >= segment->p_vaddr &&
+            header->e_entry - segment->p_vaddr < segment->p_filesz)
             entry_is_code = 1;
         previous_end = end;
         loads++;
@@ -106,6 +130,13 @@ const char *nixld_open_loader(const char *path, unsigned long page_size, struct 
         return fault(loader, "is not an ELF program loader (no loadable segment)", 0);
     if (!entry_is_code)
         return fault(loader, "is not an ELF program loader (its entry point is not in its code)", 0);
+    /* Last, as nixld run checks it, so that what is wrong with the file itself is said first:
+     * the kernel's refusal to execute it (no execute permission, or a noexec mount). */
+    long executable = nixld_syscall3(NIXLD_SYS_faccessat, AT_FDCWD, (long)path, X_OK);
+    if (executable == -13)
+        return fault(loader, "is not executable (no execute permission, or on a noexec mount)", 0);
+    if (executable < 0)
+        return fault(loader, "cannot be executed", executable);
     return 0;
 }
 
@@ -148,14 +179,12 @@ const char *nixld_map_loader(struct loader *loader, unsigned long page)
                 return fault(loader, "cannot be mapped", mapped);
         }
         if (segment->p_memsz > segment->p_filesz) {
-            /* The bss: the rest of the file's last page is zeroed, then whole zero pages. */
-            if (file_end < file_pages_end && segment->p_filesz) {
-                if (!(prot & PROT_WRITE))
-                    nixld_syscall3(NIXLD_SYS_mprotect, (long)(file_end & -page), (long)page, prot | PROT_WRITE);
+            /* The bss: the rest of the file's last page is zeroed, then whole zero pages. As
+             * the kernel does for an interpreter, only in a writable segment: in a read-only
+             * one, the kernel leaves that page as the file has it, and so must the shim, or a
+             * loader the kernel runs would not run through the shim. */
+            if (file_end < file_pages_end && segment->p_filesz && (prot & PROT_WRITE))
                 memset((void *)file_end, 0, file_pages_end - file_end);
-                if (!(prot & PROT_WRITE))
-                    nixld_syscall3(NIXLD_SYS_mprotect, (long)(file_end & -page), (long)page, prot);
-            }
             unsigned long zero_start = segment->p_filesz ? file_pages_end : start;
             if (memory_end > zero_start) {
                 long mapped = nixld_mmap((void *)zero_start, ((memory_end + page - 1) & -page) - zero_start, prot,
@@ -172,25 +201,6 @@ const char *nixld_map_loader(struct loader *loader, unsigned long page)
             loader->phdr = loader->base + segment->p_vaddr + (loader->header.e_phoff - segment->p_offset);
     }
     nixld_syscall3(NIXLD_SYS_close, loader->fd, 0, 0);
+    loader->fd = -1;
     return 0;
-}
-
-int nixld_by_hand_argv(char **out, const char *loader, const char *library_path, const char *argv0,
-                       const char *program, char *const *args, int count)
-{
-    int at = 0;
-    out[at++] = (char *)loader;
-    if (*library_path) {
-        out[at++] = "--library-path";
-        out[at++] = (char *)library_path;
-    }
-    if (argv0) {
-        out[at++] = "--argv0";
-        out[at++] = (char *)argv0;
-    }
-    out[at++] = (char *)program;
-    for (int i = 0; i < count; i++)
-        out[at++] = args[i];
-    out[at] = 0;
-    return at;
 }

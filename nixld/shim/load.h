@@ -6,6 +6,7 @@
 #define NIXLD_LOAD_H
 
 #include "runtime.h"
+#include "stack.h"
 
 /* unsigned long is the word size on every Linux ABI the shim supports, so one declaration of
  * the header fits both classes; only the program header's field order differs. */
@@ -26,16 +27,8 @@ typedef struct {
 typedef struct {
     unsigned long p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align;
 } program_header;
-/* The pointers nixld_by_hand_argv adds to the program's arguments, its NULL included. */
-#define NIXLD_BY_HAND_EXTRA 7
-
-/* In `out`, `count` + NIXLD_BY_HAND_EXTRA pointers long, the argv of nixld run's launch:
- * LOADER [--library-path DIRS] [--argv0 ARGV0] PROGRAM ARGS..., without --library-path when
- * DIRS is empty and without --argv0 when `argv0` is NULL; returns its argc. */
-int nixld_by_hand_argv(char **out, const char *loader, const char *library_path, const char *argv0,
-                       const char *program, char *const *args, int count);
-
 #endif
+
 typedef struct {
     long d_tag;
     unsigned long d_val;
@@ -52,16 +45,6 @@ typedef struct {
 #define DT_FLAGS_1 0x6ffffffb
 #define DF_1_PIE 0x08000000
 
-#define AT_NULL 0
-#define AT_PHDR 3
-#define AT_PHENT 4
-#define AT_PHNUM 5
-#define AT_PAGESZ 6
-#define AT_BASE 7
-#define AT_ENTRY 9
-#define AT_SECURE 23
-#define AT_EXECFN 31
-
 #define PROT_NONE 0
 #define PROT_READ 1
 #define PROT_WRITE 2
@@ -70,9 +53,15 @@ typedef struct {
 #define MAP_FIXED 0x10
 #define MAP_ANONYMOUS 0x20
 #define O_RDONLY 0
+#define O_NONBLOCK 04000
 #define O_CLOEXEC 02000000
 #define AT_FDCWD -100
-#define SEEK_END 2
+#define AT_EMPTY_PATH 0x1000
+#define X_OK 1
+#define STATX_TYPE 0x1
+#define STATX_SIZE 0x200
+#define S_IFMT 0170000
+#define S_IFREG 0100000
 
 /* More program headers than any loader has (glibc's has 11, musl's 8). */
 #define MAX_LOADER_PROGRAM_HEADERS 64
@@ -88,21 +77,13 @@ struct loader {
     int other_machine;   /* the fault: an ELF file of another class or machine than this code's */
 };
 
-/* Opens and checks the loader at `path`; returns NULL, or what is wrong with it as the end of
- * a sentence about it ("does not exist", "is not an ELF file"), with the -errno behind it (or
- * 0) in loader->error. */
+/* Opens and checks the loader at `path`; returns NULL (loader->fd open), or what is wrong with
+ * it as the end of a sentence about it ("does not exist", "is not an ELF file"), with the
+ * -errno behind it (or 0) in loader->error and nothing left open. */
 const char *nixld_open_loader(const char *path, unsigned long page_size, struct loader *loader);
 
-/* Maps the opened loader, sets its base and closes it; returns NULL or the fault, as above. */
+/* Maps the opened loader, sets its base and closes it; returns NULL or the fault, as above
+ * (what was mapped before a fault stays mapped: the caller ends the process). */
 const char *nixld_map_loader(struct loader *loader, unsigned long page_size);
-
-/* The pointers nixld_by_hand_argv adds to the program's arguments, its NULL included. */
-#define NIXLD_BY_HAND_EXTRA 7
-
-/* In `out`, `count` + NIXLD_BY_HAND_EXTRA pointers long, the argv of nixld run's launch:
- * LOADER [--library-path DIRS] [--argv0 ARGV0] PROGRAM ARGS..., without --library-path when
- * DIRS is empty and without --argv0 when `argv0` is NULL; returns its argc. */
-int nixld_by_hand_argv(char **out, const char *loader, const char *library_path, const char *argv0,
-                       const char *program, char *const *args, int count);
 
 #endif

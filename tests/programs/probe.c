@@ -15,10 +15,19 @@
  *   environ         write every `environ` entry followed by a NUL: the block as libc holds it
  *   start           check what the program's start saw: AT_ENTRY (getauxval, and in the auxv
  *                   found by walking the stack past argv and envp, as Go's runtime and musl do)
- *                   is the program's own entry point, and envp as found on the stack holds
- *                   what `environ` holds; print "start ok" or what differs
+ *                   is the program's own entry point, envp as found on the stack holds what
+ *                   `environ` holds, and the stack pointer was 16-byte aligned at the entry
+ *                   point, as the ABI promises; print "start ok" or what differs
+ *   auxv            check the auxv found by walking the stack against the kernel's
+ *                   (/proc/self/auxv): the same types in the same order, ending in AT_NULL,
+ *                   with AT_IGNORE pairs the only additions; values the same but for what
+ *                   describes the loader and the program image (AT_PHDR, AT_PHENT, AT_PHNUM,
+ *                   AT_BASE, AT_ENTRY, AT_EXECFN); print "auxv ok" or what differs
+ *   fds             print the file descriptors open besides 0, 1 and 2, one per line
+ *   ids             print the real and effective user and group IDs
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -87,9 +96,24 @@ static int run_child(char **argv)
     return WEXITSTATUS(status);
 }
 
+/* The auxv after envp on the stack the program started on, as start code finds it. */
+static unsigned long *walked_auxv(void)
+{
+    char **end = initial_argv + initial_argc + 1;
+    while (*end)
+        end++;
+    return (unsigned long *)(end + 1);
+}
+
 static int check_start(void)
 {
     int faults = 0;
+    /* At the entry point the stack pointer is at argc, one word below argv. */
+    unsigned long entry_stack = (unsigned long)initial_argv - sizeof(long);
+    if (entry_stack % 16 != 0) {
+        printf("the stack pointer at the entry point was %lu mod 16\n", entry_stack % 16);
+        faults++;
+    }
     unsigned long entry = (unsigned long)_start;
     if (getauxval(AT_ENTRY) != entry) {
         printf("getauxval(AT_ENTRY) is %#lx, the entry point %#lx\n", getauxval(AT_ENTRY), entry);
@@ -107,7 +131,7 @@ static int check_start(void)
         faults++;
     }
     unsigned long walked_entry = 0;
-    for (unsigned long *aux = (unsigned long *)(end + 1); aux[0] != AT_NULL; aux += 2)
+    for (unsigned long *aux = walked_auxv(); aux[0] != AT_NULL; aux += 2)
         if (aux[0] == AT_ENTRY)
             walked_entry = aux[1];
     if (walked_entry != entry) {
@@ -117,6 +141,72 @@ static int check_start(void)
     if (!faults)
         printf("start ok\n");
     return faults ? 1 : 0;
+}
+
+static int describes_the_image(unsigned long type)
+{
+    return type == AT_PHDR || type == AT_PHENT || type == AT_PHNUM || type == AT_BASE || type == AT_ENTRY ||
+           type == AT_EXECFN;
+}
+
+static int check_auxv(void)
+{
+    unsigned long kernel[512];
+    int fd = open("/proc/self/auxv", O_RDONLY);
+    ssize_t got = fd < 0 ? -1 : read(fd, kernel, sizeof kernel);
+    if (got <= 0) {
+        perror("probe: /proc/self/auxv");
+        return 1;
+    }
+    close(fd);
+    size_t pairs = (size_t)got / (2 * sizeof(long)), at = 0;
+    unsigned long *walked = walked_auxv();
+    int faults = 0;
+    for (;; walked += 2) {
+        if (walked[0] == AT_IGNORE && walked[1] == 0)
+            continue;
+        if (at >= pairs) {
+            printf("the walked auxv goes on past the kernel's end\n");
+            return 1;
+        }
+        unsigned long type = kernel[2 * at], value = kernel[2 * at + 1];
+        if (walked[0] != type) {
+            printf("pair %zu: type %lu on the stack, %lu in the kernel's\n", at, walked[0], type);
+            return 1;
+        }
+        if (walked[1] != value && !describes_the_image(type)) {
+            printf("pair %zu (type %lu): %#lx on the stack, %#lx in the kernel's\n", at, type, walked[1], value);
+            faults++;
+        }
+        at++;
+        if (type == AT_NULL)
+            break;
+    }
+    if (!faults)
+        printf("auxv ok\n");
+    return faults ? 1 : 0;
+}
+
+static int list_fds(void)
+{
+    DIR *directory = opendir("/proc/self/fd");
+    if (directory == NULL) {
+        perror("probe: /proc/self/fd");
+        return 1;
+    }
+    struct dirent *entry;
+    while ((entry = readdir(directory)) != NULL) {
+        int fd = atoi(entry->d_name);
+        if (entry->d_name[0] == '.' || fd <= 2 || fd == dirfd(directory))
+            continue;
+        char path[64], target[4096];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t size = readlink(path, target, sizeof target - 1);
+        target[size < 0 ? 0 : size] = '\0';
+        printf("%d %s\n", fd, target);
+    }
+    closedir(directory);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -204,6 +294,14 @@ int main(int argc, char **argv)
     }
     if (strcmp(command, "start") == 0)
         return check_start();
+    if (strcmp(command, "auxv") == 0)
+        return check_auxv();
+    if (strcmp(command, "fds") == 0)
+        return list_fds();
+    if (strcmp(command, "ids") == 0) {
+        printf("uid=%u euid=%u gid=%u egid=%u\n", getuid(), geteuid(), getgid(), getegid());
+        return 0;
+    }
     if (strcmp(command, "env") == 0) {
         print_variable("LD_LIBRARY_PATH");
         print_variable("NIX_LD_LIBRARY_PATH");

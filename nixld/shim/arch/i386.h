@@ -1,6 +1,9 @@
 /* i386 (i686 programs, also on an x86-64 kernel): system calls, the entry stub, the hand-over
  * to the loader and the trampoline. */
 
+#ifndef NIXLD_ARCH_H
+#define NIXLD_ARCH_H
+
 #define NIXLD_SYSTEM "i686_linux"
 #define NIXLD_ELF_CLASS 1 /* ELFCLASS32 */
 #define NIXLD_ELF_MACHINE 3 /* EM_386 */
@@ -11,14 +14,14 @@
 #define NIXLD_SYS_read 3
 #define NIXLD_SYS_write 4
 #define NIXLD_SYS_close 6
-#define NIXLD_SYS_lseek 19
 #define NIXLD_SYS_execve 11
 #define NIXLD_SYS_old_mmap 90
 #define NIXLD_SYS_munmap 91
-#define NIXLD_SYS_mprotect 125
 #define NIXLD_SYS_pread64 180
 #define NIXLD_SYS_exit_group 252
 #define NIXLD_SYS_openat 295
+#define NIXLD_SYS_statx 383
+#define NIXLD_SYS_faccessat 307
 
 static inline long nixld_syscall3(long number, long a, long b, long c)
 {
@@ -46,6 +49,17 @@ static inline long nixld_pread(int fd, void *buffer, unsigned long size, unsigne
     return result;
 }
 
+static inline long nixld_statx(int fd, const char *path, int flags, unsigned int mask, void *buffer)
+{
+    long result;
+    __asm__ volatile("int $0x80"
+                     : "=a"(result)
+                     : "a"(NIXLD_SYS_statx), "b"(fd), "c"(path), "d"(flags), "S"(mask), "D"(buffer)
+                     : "memory");
+    return result;
+}
+
+/* As on x86-64: 32 bytes below the kernel's stack are left free for nixld_add_entries. */
 #define NIXLD_ENTRY_STUB(main_function)                                                          \
     __asm__(".text\n"                                                                            \
             ".global _start\n"                                                                   \
@@ -54,7 +68,7 @@ static inline long nixld_pread(int fd, void *buffer, unsigned long size, unsigne
             "    xor %ebp, %ebp\n"                                                               \
             "    mov %esp, %eax\n"                                                               \
             "    and $-16, %esp\n"                                                               \
-            "    sub $12, %esp\n"                                                                \
+            "    sub $44, %esp\n"                                                                \
             "    push %eax\n"                                                                    \
             "    call " #main_function "\n"                                                      \
             "    hlt\n")
@@ -71,23 +85,18 @@ __attribute__((noreturn)) static inline void nixld_hand_over(unsigned long entry
     __builtin_unreachable();
 }
 
-/* See x86_64.h; %esi and %edi are kept across the C calls, as %r12 and %r13 are there. */
-#define NIXLD_TRAMPOLINE(name, restore_function, build_function)                                 \
+/* See x86_64.h; %esi and %edi are kept across the C call, as %r12 and %r13 are there. */
+#define NIXLD_TRAMPOLINE(name, repay_function)                                                   \
     __asm__(".text\n"                                                                            \
             ".type " #name ", @function\n"                                                       \
             #name ":\n"                                                                          \
             "    mov %edx, %esi\n"                                                               \
             "    mov %esp, %edi\n"                                                               \
             "    and $-16, %esp\n"                                                               \
-            "    sub $12, %esp\n"                                                                \
-            "    push %edi\n"                                                                    \
-            "    call " #restore_function "\n"                                                   \
-            "    mov %eax, %esp\n"                                                               \
-            "    sub $8, %esp\n"                                                                 \
-            "    push %eax\n"                                                                    \
-            "    push %edi\n"                                                                    \
-            "    call " #build_function "\n"                                                     \
-            "    add $16, %esp\n"                                                                \
+            "    call " #repay_function "\n"                                                     \
+            "    mov %edi, %esp\n"                                                               \
             "    mov %esi, %edx\n"                                                               \
             "    xor %ebp, %ebp\n"                                                               \
             "    jmp *%eax\n")
+
+#endif
