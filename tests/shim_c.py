@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import select
 import struct
 import subprocess
 import sys
@@ -159,7 +160,10 @@ class SanitizedLibrary:
     """The library built with the sanitizers, opened in a child Python started with the
     sanitizers' runtime preloaded (it must come first), and serving operations over a pipe.
     When the C faults, the sanitizer's report ends the child; `call` then raises
-    AssertionError with that report, and the next call starts a new child."""
+    AssertionError with that report, and the next call starts a new child. An operation that
+    does not return within CALL_TIMEOUT seconds fails the same way, its child killed."""
+
+    CALL_TIMEOUT = 60
 
     def __init__(self, path: Path, preload: str) -> None:
         self.path, self.preload, self.child = path, preload, None
@@ -178,6 +182,11 @@ class SanitizedLibrary:
         try:
             self.child.stdin.write(struct.pack("<Q", len(request)) + request)
             self.child.stdin.flush()
+            if not select.select([self.child.stdout], [], [], self.CALL_TIMEOUT)[0]:
+                self.child.kill()
+                self.child.communicate()
+                self.child = None
+                raise AssertionError(f"{operation} did not return within {self.CALL_TIMEOUT} s in the sanitized child")
             size = self.child.stdout.read(8)
             if len(size) == 8:
                 status, value = pickle.loads(self.child.stdout.read(struct.unpack("<Q", size)[0]))
