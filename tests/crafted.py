@@ -162,6 +162,30 @@ def write_dynamic_elf(path: Path, mode: int = 0o755, **fields) -> bytes:
     return os.fsencode(path)
 
 
+# Elf64_Phdr and Elf32_Phdr (little-endian), their fields in file order.
+_PROGRAM_HEADERS = {
+    2: (struct.Struct("<IIQQQQQQ"), ("type", "flags", "offset", "vaddr", "paddr", "filesz", "memsz", "align")),
+    1: (struct.Struct("<IIIIIIII"), ("type", "offset", "vaddr", "paddr", "filesz", "memsz", "flags", "align")),
+}
+
+
+def load_headers(data: bytes) -> list[tuple[int, dict]]:
+    """The PT_LOAD headers of a little-endian ELF file of either class, in file order: where
+    each one is, and its fields by name (type, flags, offset, vaddr, paddr, filesz, memsz, align)."""
+    layout, names = _PROGRAM_HEADERS[data[4]]
+    phoff = struct.unpack_from("<Q" if data[4] == 2 else "<I", data, 32 if data[4] == 2 else 28)[0]
+    phentsize, phnum = struct.unpack_from("<HH", data, 54 if data[4] == 2 else 42)
+    headers = [(phoff + index * phentsize, dict(zip(names, layout.unpack_from(data, phoff + index * phentsize))))
+               for index in range(phnum)]
+    return [(at, fields) for at, fields in headers if fields["type"] == PT_LOAD]
+
+
+def rewrite_program_header(data: bytearray, at: int, fields: dict) -> None:
+    """Write the program header `fields` (as load_headers gives them) at `at`."""
+    layout, names = _PROGRAM_HEADERS[data[4]]
+    layout.pack_into(data, at, *(fields[name] for name in names))
+
+
 def overwrite_program_headers(source, target: Path, byte: int) -> str:
     """A copy of the 64-bit ELF file `source` at `target` whose program header table is `byte`
     repeated: no PT_LOAD, no PT_INTERP. Started as it is, the kernel maps nothing and the

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import GREETINGS, I386_LOADER, PROGRAMS, PROJECT, compile_all, require, why_gcc_cannot_build_32_bit
-from crafted import EM_AARCH64, write_elf, write_loader
+from crafted import EM_AARCH64, load_headers, rewrite_program_header, write_elf, write_loader
 from elftools.elf.elffile import ELFFile
 from environments import NIX_LD_TABLE, explicit_environment, run_with_block
 
@@ -489,16 +489,11 @@ def test_a_read_only_segments_zero_fill_is_left_as_the_kernel_leaves_it(programs
 def with_a_shorter_read_only_file_part(loader: bytes) -> bytes:
     """`loader` whose first PT_LOAD (read-only, ending inside a page in glibc's ld.so) has its
     file size rounded down to 256 bytes, its memory size kept."""
-    import struct
-
-    wide = loader[4] == 2
-    phoff = struct.unpack_from("<Q" if wide else "<I", loader, 32 if wide else 28)[0]
-    filesz_at, memsz_at, size = (phoff + 32, phoff + 40, "<Q") if wide else (phoff + 16, phoff + 20, "<I")
     data = bytearray(loader)
-    filesz, = struct.unpack_from(size, data, filesz_at)
-    memsz, = struct.unpack_from(size, data, memsz_at)
-    assert struct.unpack_from("<I", data, phoff)[0] == 1 and filesz == memsz and filesz % 256, "not glibc's ld.so"
-    struct.pack_into(size, data, filesz_at, filesz & -256)
+    at, first = load_headers(data)[0]
+    assert first["filesz"] == first["memsz"] and first["filesz"] % 256 and not first["flags"] & 2, "not glibc's ld.so"
+    first["filesz"] &= -256
+    rewrite_program_header(data, at, first)
     return bytes(data)
 
 

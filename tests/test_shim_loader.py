@@ -8,6 +8,7 @@ import os
 import struct
 
 import pytest
+from crafted import load_headers, rewrite_program_header
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,64 +38,50 @@ def test_the_real_loader_passes_and_a_program_does_not(shim_check, tmp_path):
     assert shim_check(os.fsencode(tmp_path / "absent")) == "does not exist"
 
 
-PROGRAM_HEADER = struct.Struct("<IIQQQQQQ")  # Elf64_Phdr
 PAGE = 4096
 
 
-def loads_of(data: bytearray) -> list[tuple[int, list[int]]]:
-    """The PT_LOAD headers of a 64-bit ELF file: (offset of the header, its fields as a list:
-    type, flags, offset, vaddr, paddr, filesz, memsz, align)."""
-    phoff, = struct.unpack_from("<Q", data, 32)
-    phentsize, phnum = struct.unpack_from("<HH", data, 54)
-    headers = [(phoff + index * phentsize, list(PROGRAM_HEADER.unpack_from(data, phoff + index * phentsize)))
-               for index in range(phnum)]
-    return [(at, fields) for at, fields in headers if fields[0] == 1]
-
-
-def rewrite(data: bytearray, at: int, fields: list[int]) -> None:
-    PROGRAM_HEADER.pack_into(data, at, *fields)
-
-
 def file_part_larger_than_memory(data: bytearray) -> bytearray:
-    at, code = loads_of(data)[1]
-    code[5] = code[6] + 16
-    rewrite(data, at, code)
+    at, code = load_headers(data)[1]
+    code["filesz"] = code["memsz"] + 16
+    rewrite_program_header(data, at, code)
     return data
 
 
 def out_of_order(data: bytearray) -> bytearray:
-    (first_at, first), (second_at, second) = loads_of(data)[1:3]
-    rewrite(data, first_at, second)
-    rewrite(data, second_at, first)
+    (first_at, first), (second_at, second) = load_headers(data)[1:3]
+    rewrite_program_header(data, first_at, second)
+    rewrite_program_header(data, second_at, first)
     return data
 
 
 def overlapping(data: bytearray) -> bytearray:
-    at, constants = loads_of(data)[2]
-    constants[3] = constants[4] = loads_of(data)[1][1][3] + PAGE  # inside the code, the page offset kept
-    rewrite(data, at, constants)
+    (_, code), (at, constants) = load_headers(data)[1:3]
+    constants["vaddr"] = constants["paddr"] = code["vaddr"] + PAGE  # inside the code, the page offset kept
+    rewrite_program_header(data, at, constants)
     return data
 
 
 def past_the_end_of_the_file(data: bytearray) -> bytearray:
-    _, last = loads_of(data)[-1]
-    return data[:last[2] + last[5] - 1]
+    _, last = load_headers(data)[-1]
+    return data[:last["offset"] + last["filesz"] - 1]
 
 
 def ending_at_the_top_of_the_address_space(data: bytearray) -> bytearray:
-    at, writable = loads_of(data)[-1]
-    writable[3] = writable[4] = 2 ** 64 - 3 * PAGE + writable[2] % PAGE  # the page offset kept
-    writable[5] = writable[6] = 2 ** 64 - 1 - writable[3]  # ends at the last byte: no wrap, but its page does
-    rewrite(data, at, writable)
+    at, writable = load_headers(data)[-1]
+    writable["vaddr"] = writable["paddr"] = 2 ** 64 - 3 * PAGE + writable["offset"] % PAGE  # the page offset kept
+    # It ends at the last byte: its end does not wrap around, the end of its page does.
+    writable["filesz"] = writable["memsz"] = 2 ** 64 - 1 - writable["vaddr"]
+    rewrite_program_header(data, at, writable)
     return data
 
 
 def entry_in_the_zero_filled_part(data: bytearray) -> bytearray:
-    at, writable = loads_of(data)[-1]
-    assert writable[6] - writable[5] > 32, "the loader's last segment has no zero-filled part"
-    writable[1] |= 1  # PF_X: the entry's segment must be code
-    rewrite(data, at, writable)
-    struct.pack_into("<Q", data, 24, writable[3] + writable[5] + 16)
+    at, writable = load_headers(data)[-1]
+    assert writable["memsz"] - writable["filesz"] > 32, "the loader's last segment has no zero-filled part"
+    writable["flags"] |= 1  # PF_X: the entry's segment must be code
+    rewrite_program_header(data, at, writable)
+    struct.pack_into("<Q", data, 24, writable["vaddr"] + writable["filesz"] + 16)
     return data
 
 

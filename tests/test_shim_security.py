@@ -181,11 +181,11 @@ def test_a_long_path_to_a_privileged_program_does_not_come_back_in_the_message(w
 # The compiled launcher (nixld wrap --format binary), made set-user-ID by its owner
 
 
-def set_user_id_wrapper(world: World, name: str, program: str, loader: str, directory: Path) -> str:
+def set_user_id_wrapper(world: World, nixld_script: str, name: str, program: str, loader: str, directory: Path) -> str:
     """`nixld wrap --format binary` of `program` with `loader` and `directory`, owned by root with
     the set-user-ID bit, as an administrator would make it."""
     wrapper = world.root / name
-    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "nixld"), "wrap", "--format", "binary",
+    result = subprocess.run([nixld_script, "wrap", "--format", "binary",
                              "--ld", loader, "-L", str(directory), "-o", str(wrapper), program],
                             capture_output=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr
@@ -193,19 +193,19 @@ def set_user_id_wrapper(world: World, name: str, program: str, loader: str, dire
     return str(wrapper)
 
 
-def test_a_set_user_id_wrapper_loads_only_the_directories_fixed_when_it_was_made(world):
-    wrapper = set_user_id_wrapper(world, "wrapped-uses-library", world.foreign_uses_library, LOADER,
+def test_a_set_user_id_wrapper_loads_only_the_directories_fixed_when_it_was_made(world, nixld_script):
+    wrapper = set_user_id_wrapper(world, nixld_script, "wrapped-uses-library", world.foreign_uses_library, LOADER,
                                   world.root / "trusted")
     result = as_nobody(wrapper, env=hostile_environment(world))
     assert (result.returncode, result.stderr, result.stdout) == (0, b"", TRUSTED + b"\n")
     assert_nothing_of_the_callers_ran(world)
 
 
-def test_a_set_user_id_wrapper_passes_the_environment_a_set_user_id_program_would_see(world, tmp_path):
+def test_a_set_user_id_wrapper_passes_the_environment_a_set_user_id_program_would_see(world, nixld_script, tmp_path):
     """glibc's loader started by hand in secure mode cannot remove a variable itself (2.36
     asserts in _dl_start_args_adjust): the launcher hands it the environment without any
     variable glibc removes, TMPDIR included, and leaves the rest as it is."""
-    wrapper = set_user_id_wrapper(world, "wrapped-probe", world.foreign_setuid_probe, LOADER, tmp_path)
+    wrapper = set_user_id_wrapper(world, nixld_script, "wrapped-probe", world.foreign_setuid_probe, LOADER, tmp_path)
     env = hostile_environment(world, GCONV_PATH="/x", MALLOC_CHECK_="3", LANG="C.UTF-8")
     result = as_nobody(wrapper, "ids", env=env)
     assert (result.returncode, result.stderr, result.stdout) == (0, b"", b"uid=65534 euid=0 gid=65534 egid=65534\n")
@@ -213,7 +213,8 @@ def test_a_set_user_id_wrapper_passes_the_environment_a_set_user_id_program_woul
     assert seen == {name.encode(): value.encode() for name, value in env.items() if name.encode() not in unsecure_variables()}
 
 
-def test_a_set_user_id_wrapper_with_musls_loader_loads_only_the_directories_fixed_when_it_was_made(world, tmp_path):
+def test_a_set_user_id_wrapper_with_musls_loader_loads_only_the_directories_fixed_when_it_was_made(world, nixld_script,
+                                                                                                  tmp_path):
     """musl's loader takes --library-path from its command line whatever AT_SECURE says: only
     the launcher keeps the caller's LD_LIBRARY_PATH out of it."""
     musl_gcc = shutil.which("musl-gcc")
@@ -231,7 +232,7 @@ def test_a_set_user_id_wrapper_with_musls_loader_loads_only_the_directories_fixe
     program = tmp_path / "musl-uses-library"
     compile_all([["-o", str(program), str(PROGRAMS / "uses_library.c"), f"-L{trusted}", "-lnixldtest", FOREIGN_MUSL]],
                 compiler=[musl_gcc])
-    wrapper = set_user_id_wrapper(world, "wrapped-musl", str(program), MUSL_LOADER, trusted)
+    wrapper = set_user_id_wrapper(world, nixld_script, "wrapped-musl", str(program), MUSL_LOADER, trusted)
     result = as_nobody(wrapper, env={"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": str(attacker)})
     assert (result.returncode, result.stderr, result.stdout) == (0, b"", TRUSTED + b"\n")
     assert not mark.exists(), "the caller's library was loaded"

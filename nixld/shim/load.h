@@ -6,7 +6,6 @@
 #define NIXLD_LOAD_H
 
 #include "runtime.h"
-#include "stack.h"
 
 /* unsigned long is the word size on every Linux ABI the shim supports, so one declaration of
  * the header fits both classes; only the program header's field order differs. */

@@ -5,18 +5,9 @@
 #ifndef NIXLD_RUNTIME_H
 #define NIXLD_RUNTIME_H
 
+#include "arch.h"
 #include "contract.h"
 #include "message.h"
-
-#if defined(__x86_64__)
-#include "arch/x86_64.h"
-#elif defined(__i386__)
-#include "arch/i386.h"
-#elif defined(__aarch64__)
-#include "arch/aarch64.h"
-#else
-#error "nixld's shim has no arch/ layer for this architecture"
-#endif
 
 #define EXIT_CANNOT_START 127
 
