@@ -3,7 +3,7 @@
 Plan, then act: `diagnose` gathers the facts (which loader each system gets and from which
 variable, the library directories, what sits at the well-known interpreter paths and, for a
 PROGRAM, what `nixld inspect` finds) into plain, JSON-ready dicts, and derives from them the
-findings, each one line with the fix to apply. `render` turns the report into text; `--json`
+findings, each one line with the fix to apply. nixld.commands.doctor renders it as text; `--json`
 prints it as it is. Nothing is run but what `nixld inspect` runs (the loader's `--help`).
 """
 
@@ -17,7 +17,7 @@ from collections import namedtuple
 
 from nixld import config, elf, shims
 from nixld import loader as launch
-from nixld.errors import ArchitectureMismatch, LoaderError, NotExecutable, UsageError, display
+from nixld.errors import ArchitectureMismatch, LoaderError, NotExecutable, display
 
 # The well-known program interpreters, by the Nix system of the programs that name them, with
 # the C library each belongs to. A foreign program names one of these; NixOS has none of them
@@ -51,7 +51,7 @@ _MUSL_VERSION = re.compile(rb"(?<=\0)([0-9]+\.[0-9]+\.[0-9]+(?:[-+_][0-9A-Za-z.+
 
 # Interpreter kinds under which a program starts by itself, so /proc/self/exe is the program
 # and the programs it starts start too.
-_STARTS_DIRECTLY = ("loader", "nixld-shim", "nix-ld-shim")
+STARTS_DIRECTLY = ("loader", "nixld-shim", "nix-ld-shim")
 
 PROBLEM, WARNING = "problem", "warning"
 
@@ -59,41 +59,6 @@ Finding = namedtuple("Finding", "severity topic message fix")
 Finding.__doc__ = """One thing that is wrong or risky: `severity` PROBLEM (a launch would fail or
 misbehave: exit status 1) or WARNING, `topic` the report section it belongs to, `message` one
 line saying what, `fix` one line saying which setting to change (None: nothing to change)."""
-
-
-def main(args: list[str]) -> int:
-    """`nixld doctor [--json] [PROGRAM]`: 0 when a launch would work, 1 otherwise; raises
-    UsageError (2), ProgramNotFound (127) or NotExecutable (126)."""
-    from nixld.cli import _argument_parser, write_output  # cli imports this module lazily too
-
-    parser = _argument_parser(
-        "doctor",
-        description="Explain the setup nixld runs programs with (the loader each system gets and "
-                    "the variable that chose it, the library directories, what is at the well-known "
-                    "interpreter paths and whether nixld's shim is there) and, with PROGRAM, whether "
-                    "it would start and what is known to go wrong with it. Each problem comes with "
-                    "the setting to change.",
-        epilog="exit status: 0 when a launch would work (without PROGRAM: when a foreign program of "
-               "this machine's would start), 1 when something must be fixed first (or the output "
-               "could not be written), 127 when PROGRAM is not found, 126 when it is not an ELF "
-               "file that can be read, 2 for a usage error.",
-    )
-    parser.add_argument("program", metavar="PROGRAM", nargs="?",
-                        help="a program to check too (a bare name is found on PATH)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    options = parser.parse_args(args)
-    if options.program == "":
-        raise UsageError("doctor: PROGRAM must not be empty")
-
-    env = launch.caller_settings(launch.initial_environment())
-    report = diagnose(env, None if options.program is None else os.fsencode(options.program))
-    if options.json:
-        import json  # start-up time: only --json prints JSON
-
-        write_output(json.dumps(report, indent=2) + "\n")
-    else:
-        write_output(render(report))
-    return 0 if report["ok"] else 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +188,7 @@ def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", 
     another machine) or "other"; for a loader, its C library, version and launch options.
     `error` says why it is not a usable loader, `fix` what to change (for a loader chosen from
     `source`)."""
-    shown = f"loader {display(path)} ({_source_phrase(source)})"
+    shown = f"loader {display(path)} ({source_phrase(source)})"
     facts = {"exists": False, "target": None, "kind": "missing", "machine": None, "libc": None,
              "libc_version": None, "libc_release": None, "options": [], "shim": None, "error": None,
              "fix": launch.loader_advice(source, expected.system, expected.machine_name)}
@@ -269,7 +234,7 @@ def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", 
     return facts
 
 
-def _source_phrase(source: str) -> str:
+def source_phrase(source: str) -> str:
     """Where a loader came from, in the words check_loader's messages use."""
     if source == "default":
         return "nix-ld's default"
@@ -553,7 +518,7 @@ def _loader_finding(entry: dict, host: str | None, program: dict | None) -> Find
     """What is wrong with a system's loader, as a problem (the caller decides how grave)."""
     if entry["usable"]:
         if "--library-path" not in entry["options"]:
-            return Finding(WARNING, "loader", f"loader {entry['path']} ({_source_phrase(entry['source'])}) has "
+            return Finding(WARNING, "loader", f"loader {entry['path']} ({source_phrase(entry['source'])}) has "
                            "no --library-path option: nixld passes the library path in LD_LIBRARY_PATH, which "
                            "the programs' children inherit",
                            launch.loader_advice(entry["source"], entry["system"], entry["machine"]))
@@ -573,7 +538,7 @@ def _loader_finding(entry: dict, host: str | None, program: dict | None) -> Find
     return Finding(PROBLEM, "loader", message, entry["fix"])
 
 
-def _machine_of(system: str) -> str:
+def machine_of(system: str) -> str:
     return system_header(system).machine_name
 
 
@@ -584,7 +549,7 @@ def _library_dir_findings(entry: dict, setup_only: bool):
     source, system = entry["source"], entry["system"]
     configured = source != "default"
     severity = PROBLEM if setup_only and configured else WARNING
-    machine = _machine_of(system)
+    machine = machine_of(system)
     setting = source if configured else f"NIX_LD_LIBRARY_PATH (or NIX_LD_LIBRARY_PATH_{system})"
     libraries = f"the {machine} libraries your programs need"
 
@@ -666,7 +631,7 @@ def _program_findings(program: dict, report: dict, host: str | None):
                           f"see what `NIX_LD_LOG=debug nixld run --dry-run {quoted}` decides")
         if program["libc"] and loader["libc"] in ("glibc", "musl") and program["libc"] != loader["libc"]:
             yield Finding(PROBLEM, "program", f"{path} is a {program['libc']} program but its loader "
-                          f"{loader['path']} ({_source_phrase(loader['source'])}) is {loader['libc']}'s",
+                          f"{loader['path']} ({source_phrase(loader['source'])}) is {loader['libc']}'s",
                           _libc_fix(program, loader, interpreters, quoted))
     if program["missing"]:
         names = ", ".join(f"{library['soname']} (needed by {', '.join(library['needed_by'])})"
@@ -692,7 +657,7 @@ def _program_findings(program: dict, report: dict, host: str | None):
                       "directory: libraries are loaded from wherever the program starts",
                       f"remove {'it' if one else 'them'}: {fix}")
     interpreter = program["interpreter"]
-    if interpreter is None or interpreter["kind"] in _STARTS_DIRECTLY:
+    if interpreter is None or interpreter["kind"] in STARTS_DIRECTLY:
         return
     state = _state(interpreter)
     if program["well_known_interpreter"]:
@@ -707,7 +672,7 @@ def _program_findings(program: dict, report: dict, host: str | None):
     # The programs it starts name their own interpreters: most likely this system's usual one.
     usual = next((entry for entry in interpreters if entry["system"] == program["system"]
                   and entry["for_libc"] == (program["libc"] or "glibc")), None)
-    if program["starts_programs"] and (usual is None or usual["kind"] not in _STARTS_DIRECTLY):
+    if program["starts_programs"] and (usual is None or usual["kind"] not in STARTS_DIRECTLY):
         where = interpreter["path"] if usual is None else usual["path"]
         yield Finding(WARNING, "program", f"{path} starts other programs ({', '.join(program['starts_programs'])}) "
                       f"and {where} {state if usual is None else _state(usual)}: a foreign program it starts "
@@ -741,141 +706,3 @@ def _libc_fix(program: dict, loader: dict, interpreters: list[dict], quoted: str
     return (f"start it with musl's loader: `nixld run --ld {musl} {quoted}` (or `nixld wrap --ld {musl} "
             f"{quoted}`), as {loader['source'] if loader['source'].startswith('NIX_LD') else 'NIX_LD'} "
             "serves glibc programs")
-
-
-# ---------------------------------------------------------------------------------------------
-# Rendering
-
-
-def render(report: dict) -> str:
-    """The report as text: the sections Loader, Library directories, Interpreter paths and,
-    with a PROGRAM, Program; then every finding, one line each with its fix, and the verdict."""
-    host = report["host"]
-    lines = [f"nixld doctor (nixld {report['nixld']}): this machine runs {host['machine']} "
-             f"({host['system'] or 'no Nix system'})", "", "Loader"]
-    for entry in report["loaders"]:
-        lines.extend(_render_loader(entry))
-    lines += ["", "Library directories"]
-    for entry in report["library_dirs"]:
-        lines.extend(_render_library_dirs(entry))
-    lines += ["", "Interpreter paths"]
-    others = []
-    for entry in report["interpreter_paths"]:
-        if entry["this_machine"] or entry["exists"]:
-            lines.append(f"  {_path_and_target(entry)} ({entry['system']}): {_describe_file(entry)}")
-        else:
-            others.append(entry["path"])
-    if others:
-        lines.append(f"  (not this machine's, and missing: {', '.join(others)})")
-    if report["program"] is not None:
-        lines += ["", "Program"]
-        lines.extend(_render_program(report["program"]))
-    lines += ["", "Findings"]
-    findings = report["findings"]
-    for finding in findings:
-        fix = f"; fix: {finding['fix']}" if finding["fix"] else ""
-        lines.append(f"  {finding['severity']}: {finding['message']}{fix}")
-    if not findings:
-        lines.append("  none")
-    problems = sum(1 for finding in findings if finding["severity"] == PROBLEM)
-    warnings = len(findings) - problems
-    counts = f"{problems} problem{'s' * (problems != 1)}, {warnings} warning{'s' * (warnings != 1)}"
-    verdict = ("a launch would work" if report["ok"] else "fix the problems, then run nixld doctor again")
-    lines += ["", f"{counts}: {verdict}"]
-    return "\n".join(lines) + "\n"
-
-
-def _render_loader(entry: dict) -> list[str]:
-    source = entry["source"]
-    unset = " and ".join(entry["unset"])
-    if source in ("default", "interpreter"):
-        chosen = f"{_source_phrase(source)}: {unset} {'is' if len(entry['unset']) == 1 else 'are'} unset"
-        if source == "interpreter":
-            chosen += " and nix-ld's default does not exist"
-    else:
-        chosen = f"chosen by {source}"
-        if entry["overrides"]:
-            chosen += f", which wins over {' and '.join(entry['overrides'])}"
-        elif entry["unset"]:
-            chosen += f" ({unset} unset)"
-    lines = [f"  {entry['system'] or 'no Nix system'}: {_path_and_target(entry)}", f"    {chosen}"]
-    if entry["usable"]:
-        lines += [f"    {_describe_file(entry)}", f"    launch options: {' '.join(entry['options']) or 'none'}"]
-    else:
-        lines.append(f"    not usable: {entry['error']}")
-    return lines
-
-
-def _describe_file(entry: dict) -> str:
-    """What a loader or interpreter-path file is, in a few words."""
-    kind = entry["kind"]
-    if kind == "loader":
-        version = entry["libc_version"] or "(version unknown)"
-        release = f" ({entry['libc_release']})" if entry["libc_release"] else ""
-        libc = "an unrecognised C library's" if entry["libc"] == "unrecognised" else f"{entry['libc']} {version}"
-        return f"{libc} loader for {entry['machine']}{release}"
-    if kind == "nixld-shim":
-        which = ("this installation's" if entry["shim"] == "installed" else "another build of")
-        return f"nixld's shim ({which}): programs start directly and keep their /proc/self/exe"
-    if kind == "nix-ld-shim":
-        return ("a shim that reads NIX_LD (nix-ld's): programs start directly; nixld's shim would "
-                "also keep LD_LIBRARY_PATH from their children")
-    if kind == "stub-ld":
-        return "NixOS's stub-ld: programs that name it fail with an explanation"
-    if kind == "missing":
-        return "does not exist"
-    if kind == "other-machine":
-        return f"a file for {entry['machine']} programs"
-    return "not a loader nor a shim" + (f" ({entry['machine']} ELF file)" if entry["machine"] else "")
-
-
-def _path_and_target(entry: dict) -> str:
-    """A path, and where it leads when it is a symbolic link."""
-    return entry["path"] + (f" -> {entry['target']}" if entry["target"] else "")
-
-
-def _render_library_dirs(entry: dict) -> list[str]:
-    source = entry["source"]
-    origin = f"from {source}" if source != "default" else "nix-ld's default (NIX_LD_LIBRARY_PATH is unset)"
-    lines = [f"  {entry['system']}: {origin}"]
-    machine = _machine_of(entry["system"])
-    for directory in entry["directories"]:
-        if not directory["exists"]:
-            state = "does not exist"
-        elif not directory["is_directory"]:
-            state = "not a directory"
-        elif directory["error"] is not None:
-            state = f"cannot be read: {directory['error']}"
-        else:
-            count = directory["shared_objects"]
-            state = f"{count} {machine} shared object{'s' * (count != 1)}"
-            if directory["other_machines"]:
-                state += f", {directory['other_machines']} of other machines"
-        lines.append(f"    {directory['path']}: {state}")
-    if not entry["directories"]:
-        lines.append("    (none)")
-    return lines
-
-
-def _render_program(program: dict) -> list[str]:
-    libc = f"{program['libc']} program" if program["libc"] else "its C library unknown"
-    lines = [f"  {program['path']}: {program['class']}-bit {program['machine']} "
-             f"({program['system'] or 'no Nix system'}), {libc}"
-             + (", statically linked: it starts by itself, with no loader" if program["static"] else "")]
-    interpreter = program["interpreter"]
-    if interpreter is not None:
-        starts = interpreter["kind"] in _STARTS_DIRECTLY
-        lines.append(f"  interpreter {_path_and_target(interpreter)}: {_describe_file(interpreter)}"
-                     + ("" if starts else "; `nixld run` starts it through the loader"))
-        lines.append(f"  loader {program['loader']} (see Loader)")
-    if not program["static"]:
-        found = program["libraries"] - len(program["missing"])
-        missing = ", ".join(library["soname"] for library in program["missing"])
-        lines.append(f"  libraries: {found} of {program['libraries']} found"
-                     + (f"; missing: {missing}" if missing else ""))
-    for entry in program["current_directory_paths"]:
-        lines.append(f"  {entry['tag']} of {entry['object']}: {entry['value']!r}")
-    lines.append(f"  /proc/self/exe: {'mentioned' if program['mentions_proc_self_exe'] else 'not mentioned'}")
-    starters = ", ".join(program["starts_programs"])
-    lines.append(f"  starts other programs: {'yes (' + starters + ')' if starters else 'no sign of it'}")
-    return lines

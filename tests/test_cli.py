@@ -15,7 +15,7 @@ import pytest
 from crafted import write_elf, write_loader
 
 import nixld
-import nixld.demo
+import nixld.commands.demo
 from nixld import cli
 
 REAL_LOADER = "/lib64/ld-linux-x86-64.so.2"
@@ -100,7 +100,7 @@ def test_a_changed_environment_is_shown_in_the_dry_run(crafted, tmp_path):
         (["run", "--ld"], "run: --ld needs a value; see 'nixld run --help'"),
         (["run", "--ld=", "x"], "run: --ld needs a non-empty value; see 'nixld run --help'"),
         (["run", "-L", "", "x"], "run: -L needs a non-empty value; see 'nixld run --help'"),
-        (["demo", "extra"], "demo takes no arguments; see 'nixld --help'"),
+        (["demo", "extra"], "demo takes no arguments; see 'nixld demo --help'"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(capsys, args, complaint):
@@ -228,7 +228,7 @@ def test_main_writes_to_a_stdout_redirected_to_text(monkeypatch):
 def test_the_demo_reports_a_program_killed_by_a_signal_as_a_shell_does(monkeypatch, capsys):
     """The demo's foreign program shares nixld's stdout: under `| head` it may be the one
     that SIGPIPE kills."""
-    monkeypatch.setattr(nixld.demo, "run_foreign",
+    monkeypatch.setattr(nixld.commands.demo, "run_foreign",
                         lambda *args, **kwargs: subprocess.CompletedProcess(args, -13))
     assert cli.main(["demo"]) == SIGPIPE_STATUS
 

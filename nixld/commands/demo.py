@@ -12,17 +12,29 @@ import subprocess
 import sys
 
 from nixld import config, elf
-from nixld.cli import write_output
+from nixld.console import write_output
 from nixld.errors import NixLdError, UsageError, display
 from nixld.loader import run_foreign
 
-_DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_demo")
+_DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_demo")
 PROGRAM = os.fsencode(os.path.join(_DEMO_DIR, "bin", "hello-foreign"))
 LIBRARY_DIR = os.fsencode(os.path.join(_DEMO_DIR, "lib"))
 
+USAGE = """\
+usage: nixld demo
 
-def demo(args: list[str]) -> int:
+Show a foreign binary failing as on NixOS (its interpreter exists nowhere), then running through
+`nixld run`, with NIX_LD, or this Python's own loader when NIX_LD is unset.
+
+exit status: the foreign program's own; 1 when this nixld has no demo built.
+"""
+
+
+def main(args: list[str]) -> int:
     """Show the failure and the fix; returns the foreign program's exit status."""
+    if args in (["-h"], ["--help"]):
+        write_output(USAGE)
+        return 0
     if args:
         raise UsageError("demo takes no arguments")
     if not os.path.exists(PROGRAM):
