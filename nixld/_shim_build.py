@@ -9,12 +9,8 @@ it can target (gcc -m32 builds the i686 shim without any 32-bit library).
 from __future__ import annotations
 
 import os
-import platform
-import struct
-import subprocess
-from pathlib import Path
 
-SHIM_SOURCE = Path(__file__).with_name("shim")
+SHIM_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim")
 
 # The compiler flags that make freestanding, relocation-free static-pie code.
 FREESTANDING_FLAGS = [
@@ -27,8 +23,10 @@ FREESTANDING_FLAGS = [
     "-Wl,-z,noseparate-code", "-Wl,-z,norelro", "-Wl,--build-id=none",
 ]
 
-# The shims for the programs each kernel (os.uname().machine) runs, its own first.
-_SHIMS_BY_HOST = {"x86_64": ["x86_64_linux", "i686_linux"], "aarch64": ["aarch64_linux"]}
+# Every Nix system the shim has an arch/ layer for, with the flags that make a compiler for
+# the system's machine target the system itself.
+SYSTEM_FLAGS = {"x86_64_linux": [], "i686_linux": ["-m32"], "aarch64_linux": []}
+SHIM_SYSTEMS = tuple(SYSTEM_FLAGS)
 
 
 def shim_name(system: str) -> str:
@@ -36,13 +34,15 @@ def shim_name(system: str) -> str:
     return f"nixld-shim-{system}"
 
 
+def launcher_name(system: str) -> str:
+    """The file name of the launcher built for `system`, beside the shims."""
+    return f"nixld-launcher-{system}"
+
+
 def shim_systems(host_machine: str | None = None) -> list[str]:
-    """The Nix systems whose programs this machine's kernel runs and the shim supports."""
-    return list(_SHIMS_BY_HOST.get(host_machine or platform.machine(), []))
-
-
-# The flags that make a compiler for the system's machine target the system itself.
-SYSTEM_FLAGS = {"x86_64_linux": [], "i686_linux": ["-m32"], "aarch64_linux": []}
+    """The Nix systems whose programs this machine's kernel runs and the shim supports, its
+    own first."""
+    return [system for system in _elf_module().host_systems(host_machine) if system in SYSTEM_FLAGS]
 
 
 # The freestanding programs built from nixld/shim/: the shim itself, and the launcher that
@@ -53,13 +53,15 @@ PROGRAM_SOURCES = {"shim": ["shim.c", "load.c", "stack.c", "contract.c", "messag
 
 def shim_command(compiler: list[str], system: str, output: str, program: str = "shim") -> list[str]:
     """The command that compiles `program` ("shim" or "launcher") for `system` into `output`."""
-    sources = [str(SHIM_SOURCE / name) for name in PROGRAM_SOURCES[program]]
+    sources = [os.path.join(SHIM_SOURCE, name) for name in PROGRAM_SOURCES[program]]
     return [*compiler, *SYSTEM_FLAGS[system], *FREESTANDING_FLAGS, "-o", output, *sources]
 
 
 def build_shim(compiler: list[str], system: str, output: str, program: str = "shim") -> str | None:
     """Compile `program` ("shim" or "launcher") for `system` into `output` with `compiler` (a
     cross compiler will do); returns None, or what went wrong in one line."""
+    import subprocess  # build time only: this module's names are also read when nixld starts
+
     result = subprocess.run(shim_command(compiler, system, output, program), capture_output=True, text=True)
     if result.returncode != 0:
         return (result.stderr.strip().splitlines() or ["failed"])[-1]
@@ -67,11 +69,6 @@ def build_shim(compiler: list[str], system: str, output: str, program: str = "sh
         os.unlink(output)
         return f"the linked {program} needs relocations, which nothing would apply"
     return None
-
-
-def launcher_name(system: str) -> str:
-    """The file name of the launcher built for `system`, beside the shims."""
-    return f"nixld-launcher-{system}"
 
 
 def build_shims(compiler: list[str], output_dir: str, host_machine: str | None = None) -> dict[str, str]:
@@ -97,22 +94,26 @@ _RELOCATION_SIZE_TAGS = {2: "DT_PLTRELSZ", 8: "DT_RELASZ", 18: "DT_RELSZ", 35: "
 
 
 def relocation_bytes(path: str) -> int:
-    """How many bytes of relocations the ELF file at `path` asks its loader to apply (a
-    little-endian ELF file of either class, as every shim is)."""
-    with open(path, "rb") as stream:
-        data = stream.read()
-    wide = data[4] == 2
-    phoff, phentsize, phnum = (struct.unpack_from("<Q", data, 32)[0], *struct.unpack_from("<HH", data, 54)) if wide \
-        else (struct.unpack_from("<I", data, 28)[0], *struct.unpack_from("<HH", data, 42))
-    total = 0
-    for index in range(phnum):
-        header = phoff + index * phentsize
-        if struct.unpack_from("<I", data, header)[0] != 2:  # PT_DYNAMIC
-            continue
-        offset, size = struct.unpack_from("<QQQQ", data, header + 8)[0::3] if wide \
-            else struct.unpack_from("<IIII", data, header + 4)[0::3]
-        entry = struct.Struct("<qQ" if wide else "<iI")
-        for tag, value in entry.iter_unpack(data[offset:offset + size - size % entry.size]):
-            if tag in _RELOCATION_SIZE_TAGS:
-                total += value
-    return total
+    """How many bytes of relocations the ELF file at `path` asks its loader to apply."""
+    elf = _elf_module()
+    fd = elf.open_regular(os.fsencode(path))
+    try:
+        header = elf.read_header_from(fd)
+        return sum(value for tag, value in elf.dynamic_entries(fd, header) if tag in _RELOCATION_SIZE_TAGS)
+    finally:
+        os.close(fd)
+
+
+def _elf_module():
+    """nixld.elf, or nixld/elf.py loaded by its path when setup.py runs this module before the
+    package exists (importing nixld needs its C core); elf.py needs only the standard library."""
+    if __package__:
+        from nixld import elf
+
+        return elf
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_nixld_elf", os.path.join(os.path.dirname(__file__), "elf.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

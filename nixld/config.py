@@ -39,6 +39,21 @@ def choose_loader(
     return DEFAULT_LOADER, "default"
 
 
+def source_phrase(source: str, system: str | None = None, generic: str = "NIX_LD", *, why: bool = False) -> str:
+    """Where a loader (or, with `generic` "NIX_LD_LIBRARY_PATH", the library directories) came
+    from, in the words of every message: "given with --ld", "from NIX_LD", "nix-ld's default",
+    "the program's own interpreter"; with `why`, a default also says what was unset."""
+    if source == "--ld":
+        return "given with --ld"
+    if source not in ("default", "interpreter"):
+        return f"from {source}"
+    phrase = "nix-ld's default" if source == "default" else "the program's own interpreter"
+    if not why:
+        return phrase
+    unset = f"{generic}_{system} and {generic} are unset" if system else f"{generic} is unset"
+    return f"{phrase}; {unset}" + (" and nix-ld's default does not exist" if source == "interpreter" else "")
+
+
 def nix_ld_library_dirs(env: Environment, system: str | None) -> tuple[tuple[bytes, ...], str]:
     """The NIX_LD library directories and the variable they came from (or "default").
 

@@ -108,8 +108,13 @@ def _discard_output(stream) -> None:
         pass
 
 
+class _HelpShown(Exception):
+    """--help was answered: the command is done."""
+
+
 def argument_parser(command: str, **options):
-    """An argparse parser for `nixld COMMAND` whose errors are nixld's one-line usage errors."""
+    """An argparse parser for `nixld COMMAND` whose errors are nixld's one-line usage errors,
+    and whose parse_args returns None when it has shown the help (rather than exiting)."""
     import argparse  # start-up time: only the commands other than run use argparse
 
     class Parser(argparse.ArgumentParser):
@@ -118,5 +123,14 @@ def argument_parser(command: str, **options):
 
         def print_help(self, file=None):  # argparse drops write errors, or falls back to stderr
             write_output(self.format_help())
+
+        def exit(self, status=0, message=None):  # only --help gets here: error() raises first
+            raise _HelpShown
+
+        def parse_args(self, args=None, namespace=None):
+            try:
+                return super().parse_args(args, namespace)
+            except _HelpShown:
+                return None
 
     return Parser(prog=f"nixld {command}", **options)

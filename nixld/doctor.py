@@ -41,8 +41,6 @@ _PROC_SELF_EXE = b"/proc/self/exe"
 _PROGRAM_STARTERS = frozenset({"execve", "execv", "execvp", "execvpe", "execl", "execlp", "execle", "execveat",
                                "fexecve", "posix_spawn", "posix_spawnp", "system", "popen"})
 
-# A library's file name: libfoo.so, libfoo.so.1, libfoo.so.1.2.3.
-_SHARED_OBJECT_NAME = re.compile(rb"\.so(\.[0-9]+)*$")
 # glibc's loader says which release it is ("ld.so (GNU libc) stable release version 2.40.");
 # musl keeps its version as a string of its own ("1.2.3").
 _GLIBC_RELEASE = re.compile(rb"ld\.so \(([^)\0\n]*)\) (?:stable |development )?release version "
@@ -188,7 +186,7 @@ def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", 
     another machine) or "other"; for a loader, its C library, version and launch options.
     `error` says why it is not a usable loader, `fix` what to change (for a loader chosen from
     `source`)."""
-    shown = f"loader {display(path)} ({source_phrase(source)})"
+    shown = f"loader {display(path)} ({config.source_phrase(source)})"
     facts = {"exists": False, "target": None, "kind": "missing", "machine": None, "libc": None,
              "libc_version": None, "libc_release": None, "options": [], "shim": None, "error": None,
              "fix": launch.loader_advice(source, expected.system, expected.machine_name)}
@@ -225,26 +223,14 @@ def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", 
     try:
         libc, options = launch.check_loader(path, source, expected.system, program, expected)
     except LoaderError as error:
-        facts["error"] = _without_suffix(error.message, ": " + facts["fix"])
+        facts["error"] = f"{shown} {error.reason}"
+        facts["fix"] = error.advice or facts["fix"]
         facts["kind"] = _shim_kind(path, header)
         return facts
     facts.update(kind="loader", libc=libc, options=[os.fsdecode(option) for option in options],
                  error=None, fix=None)
     facts.update(_libc_version(path, header, libc))
     return facts
-
-
-def source_phrase(source: str) -> str:
-    """Where a loader came from, in the words check_loader's messages use."""
-    if source == "default":
-        return "nix-ld's default"
-    if source == "interpreter":
-        return "the program's own interpreter"
-    return "given with --ld" if source == "--ld" else f"from {source}"
-
-
-def _without_suffix(text: str, suffix: str) -> str:
-    return text[:-len(suffix)] if suffix and text.endswith(suffix) else text
 
 
 def _nixld_shim(path: bytes, header: elf.ElfHeader) -> str | None:
@@ -328,7 +314,7 @@ def directory_facts(directory: bytes, abi: tuple[int, bool, int]) -> dict:
         return facts
     facts.update(exists=True, is_directory=True)
     for entry in entries:
-        if not _SHARED_OBJECT_NAME.search(entry.name):
+        if not elf.shared_object_name(entry.name):
             continue
         try:
             header = elf.read_header(entry.path)
@@ -518,7 +504,7 @@ def _loader_finding(entry: dict, host: str | None, program: dict | None) -> Find
     """What is wrong with a system's loader, as a problem (the caller decides how grave)."""
     if entry["usable"]:
         if "--library-path" not in entry["options"]:
-            return Finding(WARNING, "loader", f"loader {entry['path']} ({source_phrase(entry['source'])}) has "
+            return Finding(WARNING, "loader", f"loader {entry['path']} ({config.source_phrase(entry['source'])}) has "
                            "no --library-path option: nixld passes the library path in LD_LIBRARY_PATH, which "
                            "the programs' children inherit",
                            launch.loader_advice(entry["source"], entry["system"], entry["machine"]))
@@ -563,8 +549,7 @@ def _library_dir_findings(entry: dict, setup_only: bool):
         yield Finding(severity, "library-dirs", f"{source} names no directory",
                       f"set {source} to directories separated by ':'")
     for directory in entry["directories"]:
-        origin = f"from {source}" if configured else "nix-ld's default"
-        shown = f"library directory {directory['path']} ({origin})"
+        shown = f"library directory {directory['path']} ({config.source_phrase(source)})"
         if not directory["exists"]:
             yield Finding(severity, "library-dirs", f"{shown} does not exist", change(f"create it with {libraries}"))
         elif not directory["is_directory"]:
@@ -631,7 +616,7 @@ def _program_findings(program: dict, report: dict, host: str | None):
                           f"see what `NIX_LD_LOG=debug nixld run --dry-run {quoted}` decides")
         if program["libc"] and loader["libc"] in ("glibc", "musl") and program["libc"] != loader["libc"]:
             yield Finding(PROBLEM, "program", f"{path} is a {program['libc']} program but its loader "
-                          f"{loader['path']} ({source_phrase(loader['source'])}) is {loader['libc']}'s",
+                          f"{loader['path']} ({config.source_phrase(loader['source'])}) is {loader['libc']}'s",
                           _libc_fix(program, loader, interpreters, quoted))
     if program["missing"]:
         names = ", ".join(f"{library['soname']} (needed by {', '.join(library['needed_by'])})"

@@ -109,7 +109,7 @@ class NotElf(ElfError):
     """The file does not start with the ELF magic; `head` holds its first bytes."""
 
     def __init__(self, head: bytes) -> None:
-        super().__init__("not an ELF file")
+        super().__init__("a #! script, not an ELF file" if head.startswith(b"#!") else "not an ELF file")
         self.head = head
 
 
@@ -187,6 +187,12 @@ def host_machine_name() -> str:
     return os.uname().machine
 
 
+def shared_object_name(name: bytes) -> bool:
+    """True for a file name a shared library may have (libfoo.so, libfoo.so.1, libfoo.so.1.2.3,
+    ld-linux-x86-64.so.2): where to look for one. Only its ELF header tells for sure."""
+    return name.endswith(b".so") or b".so." in name
+
+
 def open_regular(path: bytes) -> int:
     """A read-only descriptor of the regular file at `path`. Raises OSError when it cannot be
     opened, NotRegularFile when it is something else."""
@@ -219,16 +225,7 @@ def read_header_from(fd: int) -> ElfHeader:
     """Like read_header, from an open file descriptor (read with pread: its offset is untouched)."""
     file_size = os.fstat(fd).st_size
     head = os.pread(fd, 64, 0)
-    if head[:4] != ELF_MAGIC:
-        raise NotElf(head)
-    if len(head) < 16:
-        raise ElfError("truncated ELF file (it ends inside the ELF identification)")
-    elf_class = {1: 32, 2: 64}.get(head[4])
-    if elf_class is None:
-        raise ElfError(f"corrupt ELF header (unknown class {head[4]})")
-    if head[5] not in (1, 2):
-        raise ElfError(f"corrupt ELF header (unknown byte order {head[5]})")
-    little_endian = head[5] == 1
+    elf_class, little_endian = read_identification(head)
     order = "<" if little_endian else ">"
     header_format, header_size, phdr_format, phdr_size = _LAYOUTS[elf_class]
     if len(head) < header_size:
@@ -267,17 +264,50 @@ def read_header_from(fd: int) -> ElfHeader:
                      tuple(loads))
 
 
+def read_identification(head: bytes) -> tuple[int, bool]:
+    """(class, little endian) from the first bytes of a file (its 16-byte e_ident); raises
+    NotElf when it is no ELF file, ElfError when the identification is truncated or corrupt."""
+    if head[:4] != ELF_MAGIC:
+        raise NotElf(head)
+    if len(head) < 16:
+        raise ElfError("truncated ELF file (it ends inside the ELF identification)")
+    elf_class = {1: 32, 2: 64}.get(head[4])
+    if elf_class is None:
+        raise ElfError(f"corrupt ELF header (unknown class {head[4]})")
+    if head[5] not in (1, 2):
+        raise ElfError(f"corrupt ELF header (unknown byte order {head[5]})")
+    return elf_class, head[5] == 1
+
+
+def type_and_machine(head: bytes) -> tuple[int, int, bool, int]:
+    """(e_type, class, little endian, e_machine) from a file's first 20 bytes: what tells a
+    shared object of one machine from another, without reading its program headers. Raises as
+    read_identification does, and ElfError when the 20 bytes are not all there."""
+    elf_class, little_endian = read_identification(head)
+    if len(head) < 20:
+        raise ElfError("truncated ELF file (it ends inside the ELF header)")
+    e_type, e_machine = struct.unpack_from("<HH" if little_endian else ">HH", head, 16)
+    return e_type, elf_class, little_endian, e_machine
+
+
+def dynamic_entries(fd: int, header: ElfHeader, limit: int | None = None):
+    """The (tag, value) pairs of the file's dynamic table, up to DT_NULL, from at most its first
+    `limit` bytes."""
+    if header.dynamic is None:
+        return
+    offset, size = header.dynamic
+    entry = struct.Struct(("<" if header.little_endian else ">") + ("qQ" if header.elf_class == 64 else "iI"))
+    table = _read_at(fd, min(size, limit if limit is not None else size) // entry.size * entry.size, offset)
+    for tag, value in entry.iter_unpack(table):
+        if tag == DT_NULL:
+            return
+        yield tag, value
+
+
 def dynamic_flags_1(fd: int, header: ElfHeader) -> int:
     """The DT_FLAGS_1 value of the file's dynamic table (0 when it has none), from its first
     _DYNAMIC_READ_LIMIT bytes: what tells a static-pie program (DF_1_PIE) from a loader."""
-    if header.dynamic is None:
-        return 0
-    offset, size = header.dynamic
-    entry = struct.Struct(("<" if header.little_endian else ">") + ("qQ" if header.elf_class == 64 else "iI"))
-    table = _read_at(fd, min(size, _DYNAMIC_READ_LIMIT) // entry.size * entry.size, offset)
-    for tag, value in entry.iter_unpack(table):
-        if tag == DT_NULL:
-            break
+    for tag, value in dynamic_entries(fd, header, _DYNAMIC_READ_LIMIT):
         if tag == DT_FLAGS_1:
             return value
     return 0

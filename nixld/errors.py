@@ -44,7 +44,17 @@ class ArchitectureMismatch(LaunchError):
 
 
 class LoaderError(LaunchError):
-    """The loader is missing, is not an ELF program loader, or does not fit the program."""
+    """The loader is missing, is not an ELF program loader, or does not fit the program.
+
+    The message is `subject reason: advice`, and each part is kept: `subject` names the loader
+    and where it came from, `reason` says what is wrong with it, `advice` which setting to change
+    (None when the file itself must be fixed)."""
+
+    def __init__(self, subject: str, reason: str, advice: str | None = None) -> None:
+        super().__init__(f"{subject} {reason}" + (f": {advice}" if advice else ""))
+        self.subject = subject
+        self.reason = reason
+        self.advice = advice
 
 
 def display(path: bytes) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 import sys
 import tempfile
 import time
@@ -56,10 +55,6 @@ def cache_directory(env) -> bytes:
     return os.path.join(base, b"nixld")
 
 
-def _shared_object_name(name: bytes) -> bool:
-    return name.endswith(b".so") or b".so." in name
-
-
 def _elf_facts(path: bytes) -> tuple[int, int] | None:
     """(class, machine) of the ELF shared object or program at `path`, None when it is not one
     the loader could map (not ELF, truncated, unreadable, not ET_DYN)."""
@@ -68,13 +63,11 @@ def _elf_facts(path: bytes) -> tuple[int, int] | None:
             head = stream.read(20)
     except (OSError, elf.NotRegularFile):
         return None
-    if len(head) < 20 or head[:4] != elf.ELF_MAGIC or head[4] not in (1, 2) or head[5] not in (1, 2):
+    try:
+        e_type, elf_class, _, e_machine = elf.type_and_machine(head)
+    except elf.ElfError:
         return None
-    order = "<" if head[5] == 1 else ">"
-    e_type, e_machine = struct.unpack_from(order + "HH", head, 16)
-    if e_type != elf.ET_DYN:
-        return None
-    return (32 if head[4] == 1 else 64), e_machine
+    return (elf_class, e_machine) if e_type == elf.ET_DYN else None
 
 
 class _Progress:
@@ -162,7 +155,7 @@ class RootIndex:
                     continue
             except OSError:
                 continue
-            if _shared_object_name(entry.name):
+            if elf.shared_object_name(entry.name):
                 self.files_read += 1
                 facts = _elf_facts(entry.path)
                 if facts is not None:

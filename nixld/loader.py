@@ -154,10 +154,10 @@ def plan_command(
     decisions.append(("info", f"{display(program)}: {header.machine_name} program, interpreter "
                               f"{display(header.interpreter)}"))
     options = " ".join(option.decode() for option in loader_options) or "none"
-    decisions.append(("info", f"loader {display(loader)} ({_describe_source(loader_source, system)}): "
+    decisions.append(("info", f"loader {display(loader)} ({config.source_phrase(loader_source, system, why=True)}): "
                               f"{_a(kind)} loader; launch options: {options}"))
     decisions.append(("info", f"library path {display(joined) or '(empty)'} (LD_LIBRARY_PATH, "
-                              f"-L, then {_describe_source(nix_dirs_source, system, 'NIX_LD_LIBRARY_PATH')})"))
+                              f"-L, then {config.source_phrase(nix_dirs_source, system, 'NIX_LD_LIBRARY_PATH', why=True)})"))
     if file_mode & (stat.S_ISUID | stat.S_ISGID):
         decisions.append(("warn", f"{display(program)} is set-user-ID or set-group-ID; started "
                                   "through a loader it runs without those privileges"))
@@ -455,40 +455,41 @@ def check_loader(loader: bytes, source: str, system: str | None, program: bytes,
     library's loader it is and the launch options it accepts. Raises LoaderError naming the
     loader and the setting to change."""
     files = files or _Files(None)
-    shown = f"loader {display(loader)} ({_describe_source(source, system)})"
+    shown = f"loader {display(loader)} ({config.source_phrase(source, system, why=True)})"
     advice = loader_advice(source, system, program_header.machine_name)
     try:
         fd = elf.open_regular(files.at(loader))
     except FileNotFoundError:
-        raise LoaderError(f"{shown} does not exist: {advice}") from None
+        raise LoaderError(shown, "does not exist", advice) from None
     except elf.NotRegularFile:
-        raise LoaderError(f"{shown} is not a regular file: {advice}") from None
+        raise LoaderError(shown, "is not a regular file", advice) from None
     except OSError as error:
-        raise LoaderError(f"{shown}: {error.strerror}: {advice}") from error
+        raise LoaderError(shown, f"cannot be opened ({error.strerror})", advice) from error
     try:
         try:
             header = elf.read_header_from(fd)
         except elf.ElfError as error:
-            raise LoaderError(f"{shown} is not an ELF program loader ({error}): {advice}") from None
+            raise LoaderError(shown, f"is not an ELF program loader ({error})", advice) from None
         # A loader is a shared object that can also be run (ld.so, musl's libc.so), which a
         # static-pie program, also ET_DYN with an entry and no interpreter, marks as a PIE.
         if (header.type != elf.ET_DYN or header.interpreter is not None or header.entry == 0
                 or elf.dynamic_flags_1(fd, header) & elf.DF_1_PIE):
-            raise LoaderError(f"{shown} is not an ELF program loader (it is {_what_elf_file(header)}; a "
-                              f"loader is a shared object with an entry point and no interpreter): {advice}")
+            raise LoaderError(shown, f"is not an ELF program loader (it is {_what_elf_file(header)}; a loader "
+                                     "is a shared object with an entry point and no interpreter)", advice)
         if header.abi != program_header.abi:
-            raise LoaderError(f"{shown} is {_a(header.machine_name)} loader but {display(program)} is "
-                              f"{_a(program_header.machine_name)} program: "
-                              f"{_ask_for_a_loader(_loader_setting(program_header.system), program_header.machine_name)}")
+            raise LoaderError(shown, f"is {_a(header.machine_name)} loader but {display(program)} is "
+                                     f"{_a(program_header.machine_name)} program",
+                              _ask_for_a_loader(_loader_setting(program_header.system), program_header.machine_name))
         if not os.access(files.at(loader), os.X_OK):
-            raise LoaderError(f"{shown}: permission denied (not executable)")
+            raise LoaderError(shown, "cannot be executed (permission denied, or a noexec mount)",
+                              f"make it executable, or {advice}")
         ranges = elf.constant_data(header.loads)
         if sum(size for _, size in ranges) > _LOADER_DATA_LIMIT:
-            raise LoaderError(f"{shown} is not an ELF program loader (it holds more read-only data "
-                              f"than any loader): {advice}")
+            raise LoaderError(shown, "is not an ELF program loader (it holds more read-only data than any "
+                                     "loader)", advice)
         return _loader_traits(fd, ranges)
     except OSError as error:
-        raise LoaderError(f"{shown}: {error.strerror}") from error
+        raise LoaderError(shown, f"cannot be read ({error.strerror})", advice) from error
     finally:
         os.close(fd)
 
@@ -565,17 +566,6 @@ def _what_elf_file(header: elf.ElfHeader) -> str:
 def _loader_configured_for(env: Mapping[bytes, bytes], system: str | None, override: bytes | None) -> bool:
     """True when the user named a loader for this very system: an emulator is their plan."""
     return bool(override) or (system is not None and config.setting(env, f"NIX_LD_{system}".encode()) is not None)
-
-
-def _describe_source(source: str, system: str | None, generic: str = "NIX_LD") -> str:
-    if source == "--ld":
-        return "given with --ld"
-    unset = f"{generic}_{system} and {generic} are unset" if system else f"{generic} is unset"
-    if source == "interpreter":
-        return f"the program's own interpreter; {unset} and nix-ld's default does not exist"
-    if source != "default":
-        return f"from {source}"
-    return f"nix-ld's default; {unset}"
 
 
 def _loader_operand(program: bytes) -> bytes:

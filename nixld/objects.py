@@ -139,14 +139,8 @@ def _parse_with_pyelftools(stream, mode: int) -> ElfObject:
     The loader finds the string table through DT_STRTAB and the PT_LOAD segments; so do we.
     """
     data = _Reader(stream)
-    ident = stream.read(16)
-    if ident[:4] != elf.ELF_MAGIC:
-        raise ObjectError("a #! script, not an ELF file" if ident[:2] == b"#!" else "not an ELF file")
+    elf_class, little_endian = elf.read_identification(stream.read(16))
     data.read(0, 16, "the ELF identification")
-    elf_class = {1: 32, 2: 64}.get(ident[4])
-    if elf_class is None or ident[5] not in (1, 2):
-        raise ObjectError(f"corrupt ELF header (class {ident[4]}, byte order {ident[5]})")
-    little_endian = ident[5] == 1
     basic = _structs(elf_class, little_endian)
     header = basic.Elf_Ehdr.parse(data.read(0, basic.Elf_Ehdr.sizeof(), "the ELF header"))
     structs = _structs(elf_class, little_endian, header.e_type, header.e_machine, header.e_ident.EI_OSABI)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 
 from nixld import elf
+from nixld._shim_build import SHIM_SYSTEMS, launcher_name, shim_name
 from nixld.errors import NixLdError
 
-# Every Nix system the shim has an arch/ layer for.
-SHIM_SYSTEMS = ("x86_64_linux", "i686_linux", "aarch64_linux")
+
+# Where setup.py builds them, inside the installed package.
+_SHIM_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim")
 
 
 class ShimUnavailable(NixLdError):
@@ -47,7 +49,7 @@ def shim_path(system: str | None = None) -> str:
 
 
 def _shim_file(system: str) -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim", f"nixld-shim-{system}")
+    return os.path.join(_SHIM_DIRECTORY, shim_name(system))
 
 
 def launcher_path() -> str:
@@ -56,7 +58,7 @@ def launcher_path() -> str:
     Raises ShimUnavailable when this installation has none.
     """
     system = host_system()
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim", f"nixld-launcher-{system}")
+    path = os.path.join(_SHIM_DIRECTORY, launcher_name(system))
     if not os.path.exists(path):
         raise ShimUnavailable(f"this installation has no compiled launcher for {system}; nixld builds it "
                               "when it is installed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from nixld import doctor
+from nixld import config, doctor
 from nixld.console import argument_parser, write_output
 from nixld.errors import UsageError
 from nixld.loader import caller_settings, initial_environment
@@ -29,6 +29,8 @@ def main(args: list[str]) -> int:
                         help="a program to check too (a bare name is found on PATH)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     options = parser.parse_args(args)
+    if options is None:  # the help was asked for, and shown
+        return 0
     if options.program == "":
         raise UsageError("doctor: PROGRAM must not be empty")
 
@@ -85,7 +87,7 @@ def _render_loader(entry: dict) -> list[str]:
     source = entry["source"]
     unset = " and ".join(entry["unset"])
     if source in ("default", "interpreter"):
-        chosen = f"{doctor.source_phrase(source)}: {unset} {'is' if len(entry['unset']) == 1 else 'are'} unset"
+        chosen = f"{config.source_phrase(source)}: {unset} {'is' if len(entry['unset']) == 1 else 'are'} unset"
         if source == "interpreter":
             chosen += " and nix-ld's default does not exist"
     else:
@@ -132,7 +134,7 @@ def _path_and_target(entry: dict) -> str:
 
 def _render_library_dirs(entry: dict) -> list[str]:
     source = entry["source"]
-    origin = f"from {source}" if source != "default" else "nix-ld's default (NIX_LD_LIBRARY_PATH is unset)"
+    origin = config.source_phrase(source, entry["system"], "NIX_LD_LIBRARY_PATH", why=True)
     lines = [f"  {entry['system']}: {origin}"]
     machine = doctor.machine_of(entry["system"])
     for directory in entry["directories"]:

@@ -30,6 +30,8 @@ def main(args: list[str]) -> int:
     parser.add_argument("--refresh", action="store_true", help="read every root again, ignoring the cache")
     parser.add_argument("--json", action="store_true", help="print the whole answer as JSON")
     options = parser.parse_args(args)
+    if options is None:  # the help was asked for, and shown
+        return 0
     if "" in options.search:
         raise UsageError("find-libs: --search needs a non-empty value")
 

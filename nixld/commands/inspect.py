@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from nixld import config
 from nixld.console import argument_parser, write_error, write_output
 from nixld.errors import NixLdError, UsageError
 
@@ -26,6 +27,8 @@ def main(args: list[str]) -> int:
     output.add_argument("--json", action="store_true", help="one JSON object per program (a list for several)")
     output.add_argument("--tree", action="store_true", help="show who needs whom, like lddtree")
     options = parser.parse_args(args)
+    if options is None:  # the help was asked for, and shown
+        return 0
     if options.ld == "" or "" in options.libs:
         raise UsageError("inspect: --ld and -L need a non-empty value")
 
@@ -66,7 +69,7 @@ def _report(inspection) -> str:
         state = "exists" if inspection.interpreter_exists else "missing: `nixld run` uses the loader below"
         lines.append(f"  interpreter  {text(inspection.interpreter)} ({state})")
     loader = inspection.loader
-    source = {"--ld": "given with --ld", "default": "nix-ld's default"}.get(loader.source, f"from {loader.source}")
+    source = config.source_phrase(loader.source)
     lines.append(f"  loader       {text(loader.path)} ({source}{'' if loader.exists else ', missing'})")
     lines.append(f"  search path  {text(b':'.join(inspection.search_path)) or '(empty)'}"
                  "  (LD_LIBRARY_PATH, -L, NIX_LD_LIBRARY_PATH)")

@@ -20,5 +20,7 @@ def main(args: list[str]) -> int:
     parser.add_argument("--system", metavar="SYSTEM", choices=shims.SHIM_SYSTEMS,
                         help=f"for programs of SYSTEM ({', '.join(shims.SHIM_SYSTEMS)}; default: this machine's)")
     options = parser.parse_args(args)
+    if options is None:  # the help was asked for, and shown
+        return 0
     write_output(shims.shim_path(options.system) + "\n")
     return 0

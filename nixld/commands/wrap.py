@@ -33,6 +33,8 @@ def main(args: list[str]) -> int:
     parser.add_argument("--format", default="sh", choices=wrap.FORMATS, help="what to write (default: sh)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     options = parser.parse_args(args)
+    if options is None:  # the help was asked for, and shown
+        return 0
     if options.ld == "" or "" in options.libs or options.output == "":
         raise UsageError("wrap: --ld, -L and -o need a non-empty value")
     output, settings, warning = wrap.wrap(
