@@ -422,8 +422,8 @@ def test_a_musl_program_given_glibcs_loader_is_told_to_use_musls(musl_program):
 def test_a_program_mentioning_proc_self_exe_without_a_shim_at_its_interpreter_is_a_problem(probe):
     report = doctor_json(probe)
     problem = the_problem(report, f"{probe} mentions /proc/self/exe", f"{FOREIGN_INTERPRETER} does not exist",
-                          "it starts the loader")
-    assert problem["fix"].startswith(f"start it through `nixld wrap --format binary {probe}`")
+                          "its /proc/self/exe is the loader", "a wrapper written in another directory")
+    assert problem["fix"].startswith(f"wrap it where it is, `nixld wrap --in-place --format binary {probe}`")
     assert 'patchelf --set-interpreter "$(nixld shim --path)"' in problem["fix"]
     finding_line(doctor_text(probe).stdout, problem)
 
@@ -435,7 +435,8 @@ def test_at_a_well_known_interpreter_path_the_fix_is_to_put_the_shim_there(probe
     assert proc_self_exe["fix"].startswith(f"put nixld's shim at {FOREIGN_INTERPRETER}: on NixOS set "
                                            "environment.ldso to a copy of `nixld shim --path --system x86_64_linux`")
     (children,) = [w for w in warnings(report) if "starts other programs" in w["message"]]
-    assert "execv" in children["message"] and children["fix"] == proc_self_exe["fix"]
+    assert "execv" in children["message"]
+    assert proc_self_exe["fix"] == f"{children['fix']}; or wrap it where it is: nixld wrap --in-place --format binary {probe}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,6 +528,8 @@ def test_in_a_nixos_like_world_doctor_sees_what_is_at_lib64(tmp_path, nixld_scri
         assert any(w["message"].startswith(f"{REAL_LOADER} does not exist") for w in warnings(setup_report))
         assert program.returncode == 1
         assert proc_self_exe[0]["fix"].startswith(f"put nixld's shim at {REAL_LOADER}")
+        assert proc_self_exe[0]["fix"].endswith(f"or wrap it where it is: nixld wrap --in-place --format binary "
+                                                f"{native_probe}")
     assert setup.returncode == 0, setup.stdout  # the loader copy works; the rest is advice
 
 
@@ -578,7 +581,7 @@ def test_help_exits_0():
 
 def test_the_json_document_has_every_documented_field(programs, library_dirs):
     document = doctor_json(programs.quiet, NIX_LD_LIBRARY_PATH=library_dirs.a).document
-    assert set(document) == {"nixld", "host", "environment", "loaders", "library_dirs", "interpreter_paths",
+    assert set(document) == {"nixld", "host", "environment", "loaders", "library_dirs", "interpreter_paths", "shims_built",
                              "program", "findings", "ok"}
     assert document["environment"] == {"NIX_LD": REAL_LOADER, "NIX_LD_LIBRARY_PATH": library_dirs.a}
     assert set(loader_entry(document)) == {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 from nixld import config, doctor
+from nixld.doctor.facts import STARTS_DIRECTLY, machine_of
+from nixld.doctor.findings import PROBLEM
 from nixld.console import argument_parser, write_output
 from nixld.errors import UsageError
 from nixld.loader import caller_settings, initial_environment
@@ -75,7 +77,7 @@ def render(report: dict) -> str:
         lines.append(f"  {finding['severity']}: {finding['message']}{fix}")
     if not findings:
         lines.append("  none")
-    problems = sum(1 for finding in findings if finding["severity"] == doctor.PROBLEM)
+    problems = sum(1 for finding in findings if finding["severity"] == PROBLEM)
     warnings = len(findings) - problems
     counts = f"{problems} problem{'s' * (problems != 1)}, {warnings} warning{'s' * (warnings != 1)}"
     verdict = ("a launch would work" if report["ok"] else "fix the problems, then run nixld doctor again")
@@ -136,7 +138,7 @@ def _render_library_dirs(entry: dict) -> list[str]:
     source = entry["source"]
     origin = config.source_phrase(source, entry["system"], "NIX_LD_LIBRARY_PATH", why=True)
     lines = [f"  {entry['system']}: {origin}"]
-    machine = doctor.machine_of(entry["system"])
+    machine = machine_of(entry["system"])
     for directory in entry["directories"]:
         if not directory["exists"]:
             state = "does not exist"
@@ -162,7 +164,7 @@ def _render_program(program: dict) -> list[str]:
              + (", statically linked: it starts by itself, with no loader" if program["static"] else "")]
     interpreter = program["interpreter"]
     if interpreter is not None:
-        starts = interpreter["kind"] in doctor.STARTS_DIRECTLY
+        starts = interpreter["kind"] in STARTS_DIRECTLY
         lines.append(f"  interpreter {_path_and_target(interpreter)}: {_describe_file(interpreter)}"
                      + ("" if starts else "; `nixld run` starts it through the loader"))
         lines.append(f"  loader {program['loader']} (see Loader)")
