@@ -158,7 +158,7 @@ def test_without_the_default_loader_a_privileged_program_fails_with_one_fixed_li
     require(not os.path.exists(DEFAULT_LOADER), f"a machine without {DEFAULT_LOADER} (this one has it)",
             how="run the tests where NixOS's nix-ld is not set up")
     result = as_nobody(world.setuid_probe, "exit", "0", env=hostile_environment(world, **HOSTILE_VALUES[values]))
-    assert (result.returncode, result.stdout, result.stderr) == (127, b"", SECURE_MODE_NO_DEFAULT_LOADER.encode() + b"\n")
+    assert (result.returncode, result.stdout, result.stderr) == (126, b"", SECURE_MODE_NO_DEFAULT_LOADER.encode() + b"\n")
     assert_nothing_of_the_callers_ran(world)
 
 
@@ -174,7 +174,7 @@ def test_a_long_path_to_a_privileged_program_does_not_come_back_in_the_message(w
     link = directory / "probe"
     link.symlink_to(world.setuid_probe)
     result = as_nobody(link, "exit", "0", env=hostile_environment(world))
-    assert (result.returncode, result.stderr) == (127, SECURE_MODE_NO_DEFAULT_LOADER.encode() + b"\n")
+    assert (result.returncode, result.stderr) == (126, SECURE_MODE_NO_DEFAULT_LOADER.encode() + b"\n")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -329,16 +329,17 @@ def test_a_wrapper_whose_loader_is_gone_says_so_in_one_line(nixld_script, probe,
     assert nixld_wrap(nixld_script, "-o", str(output), "--ld", str(loader), probe, fmt=launcher_format).returncode == 0
     loader.unlink()
     result = run(output, "exit", "0")
-    assert result.returncode == 127
-    if launcher_format == "binary":
+    if launcher_format == "binary":  # the program exists but cannot be executed
+        assert result.returncode == 126
         assert result.stderr == f"nixld launcher: {probe}: its loader {loader} does not exist\n".encode()
-    else:  # the shell's own words
+    else:  # the shell's own status and words
+        assert result.returncode == 127
         assert result.stderr.count(b"\n") == 1 and str(loader).encode() in result.stderr
 
 
 def test_the_launcher_as_installed_has_no_settings_and_says_so():
     result = run(shims.launcher_path())
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert b"this launcher has no settings: make one with `nixld wrap --format binary PROGRAM`" in result.stderr
 
 

@@ -111,7 +111,7 @@ __attribute__((noreturn)) static void fail(const struct launch *launch, const ch
     }
     add_advice(&line, launch);
     write_line(&line, 2);
-    exit_group(EXIT_CANNOT_START);
+    exit_group(EXIT_CANNOT_EXECUTE);
 }
 
 /* A NIX_LD_LOG that names no level (never in secure mode: nothing is read there). */
