@@ -130,7 +130,7 @@ def diagnose(env: dict, program: bytes | None = None, *, interpreter_paths=INTER
             loaders.append(loader_facts(env, system))
     if inspection is not None and program_system is None:  # a machine Nix has no name for
         loaders.append(loader_facts(env, None, inspection.path, header))
-    library_systems = [host] + [s for s in [program_system] + _configured_systems(env, b"NIX_LD_LIBRARY_PATH_")
+    library_systems = [host] + [s for s in [program_system] + _configured_systems(env, b"NIX_LD_LIBRARY_PATH")
                                 if s is not None and s != host]
     library_dirs = [library_dir_facts(env, system) for system in dict.fromkeys(library_systems) if system]
 
@@ -170,13 +170,14 @@ def _loader_systems(env, program_system: str | None) -> list[str]:
     runs, the program's and any that a NIX_LD_{system} variable names."""
     # The host's own, then the other systems its kernel runs natively (i686 on x86-64), each
     # with a loader of its own.
-    systems = [*elf.host_systems(), program_system, *_configured_systems(env, b"NIX_LD_")]
+    systems = [*elf.host_systems(), program_system, *_configured_systems(env, b"NIX_LD")]
     return [system for system in dict.fromkeys(systems) if system is not None]
 
 
-def _configured_systems(env, prefix: bytes) -> list[str]:
-    """The Nix systems for which a variable `prefix`{system} is set."""
-    return [system for system in elf.SYSTEM_ABIS if config.setting(env, prefix + system.encode()) is not None]
+def _configured_systems(env, base: bytes) -> list[str]:
+    """The Nix systems for which a variable `base`_{system} is set (in either spelling)."""
+    return [system for system in elf.SYSTEM_ABIS
+            if config.setting(env, config.system_variable(env, base, system)) is not None]
 
 
 def loader_facts(env, system: str | None, program: bytes | None = None,
@@ -189,7 +190,7 @@ def loader_facts(env, system: str | None, program: bytes | None = None,
         program = f"{system} programs".encode()
     else:
         path, source, _ = launch.choose_loader(env, system, None, program, header)
-    candidates = [] if system is None else [f"NIX_LD_{system}"]
+    candidates = [] if system is None else [config.system_variable(env, b"NIX_LD", system).decode()]
     candidates.append("NIX_LD")
     overrides = candidates[candidates.index(source) + 1:] if source in candidates else []
     facts = {
@@ -213,7 +214,8 @@ def _needs_own_variable(entry: dict, host: str | None) -> bool:
     """True when the loader of another system than this machine's came from NIX_LD or a
     default, and NIX_LD_{system} is what to set."""
     system = entry["system"]
-    return system is not None and system != host and entry["source"] != f"NIX_LD_{system}"
+    return (system is not None and system != host
+            and entry["source"].encode() not in config.system_variables(b"NIX_LD", system))
 
 
 def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", program: bytes = b"") -> dict:
@@ -502,7 +504,7 @@ def _findings(report: dict, env) -> list[Finding]:
     program = report["program"]
     host = report["host"]["system"]
     findings = list(_environment_findings(env))
-    configured = set(_configured_systems(env, b"NIX_LD_"))
+    configured = set(_configured_systems(env, b"NIX_LD"))
     # With a PROGRAM, only what stands in its way is a problem; the rest of the setup is warned
     # of when it was set by hand, and left out otherwise.
     if program is not None:
@@ -540,7 +542,8 @@ def _environment_findings(env):
         else:
             continue
         suffix = os.fsdecode(name[len(prefix):])
-        if suffix in elf.SYSTEM_ABIS or (prefix == b"NIX_LD_" and suffix in ("LOG", "LIBRARY_PATH")):
+        if any(name in config.system_variables(prefix[:-1], system) for system in elf.SYSTEM_ABIS) or (
+                prefix == b"NIX_LD_" and suffix in ("LOG", "LIBRARY_PATH")):
             continue
         spelling = suffix.replace("-", "_")
         rename = (f"rename it {os.fsdecode(prefix)}{spelling}" if spelling in elf.SYSTEM_ABIS else

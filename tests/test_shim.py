@@ -219,6 +219,45 @@ def test_the_system_specific_loader_wins_over_nix_ld(programs):
                          f"set NIX_LD_{programs.system} to")
 
 
+def old_spelling(system: str) -> str:
+    """`system` as nix-ld 1.x spelt it in its variables: x86_64-linux, i686-linux."""
+    return system.replace("_linux", "-linux")
+
+
+def test_nix_ld_1_x_spellings_serve_where_2_x_ones_are_not_in_the_environment(programs):
+    """NIX_LD_x86_64-linux and NIX_LD_LIBRARY_PATH_x86_64-linux, as environments set for nix-ld
+    1.x still carry them, over NIX_LD and NIX_LD_LIBRARY_PATH."""
+    old = old_spelling(programs.system)
+    env = environment(programs, **{f"NIX_LD_{programs.system}": None, f"NIX_LD_{old}": programs.loader,
+                                   "NIX_LD": "/nonexistent/ld.so", f"NIX_LD_LIBRARY_PATH_{old}": programs.lib_b,
+                                   "NIX_LD_LIBRARY_PATH": programs.lib_a})
+    result = run(programs.uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-b"]))
+
+
+def test_nix_ld_2_x_spelling_wins_over_1_x_spelling(programs):
+    old = old_spelling(programs.system)
+    env = environment(programs, **{f"NIX_LD_{old}": "/nonexistent/ld.so", f"NIX_LD_LIBRARY_PATH_{old}": programs.lib_b,
+                                   f"NIX_LD_LIBRARY_PATH_{programs.system}": programs.lib_a})
+    result = run(programs.uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-a"]))
+    # Even empty, 2.x's spelling hides 1.x's: the loader is then NIX_LD's.
+    env = environment(programs, **{f"NIX_LD_{programs.system}": "", f"NIX_LD_{old}": "/nonexistent/ld.so",
+                                   "NIX_LD": programs.loader, f"NIX_LD_LIBRARY_PATH_{old}": programs.lib_b})
+    result = run(programs.uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-b"]))
+
+
+def test_a_wrong_loader_in_nix_ld_1_x_spelling_is_named_as_spelt(programs):
+    old = old_spelling(programs.system)
+    env = environment(programs, **{f"NIX_LD_{programs.system}": None, f"NIX_LD_{old}": "/nonexistent/ld.so",
+                                   "NIX_LD": programs.loader})
+    result = run(programs.probe, "exit", "0", env=env)
+    assert (result.returncode, result.stdout) == (126, b"")
+    assert_one_shim_line(result.stderr, f"loader /nonexistent/ld.so (from NIX_LD_{old}) does not exist",
+                         f"set NIX_LD_{old} to the path of the real loader")
+
+
 def test_a_needed_library_is_found_in_nix_ld_library_path(programs):
     result = run(programs.uses_library, env=environment(programs, NIX_LD_LIBRARY_PATH=programs.lib_b))
     assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-b"]))
@@ -777,6 +816,15 @@ def test_an_aarch64_program_runs_through_the_shim_and_finds_its_library(aarch64_
     assert (result.returncode, result.stderr) == (0, b"")
     assert result.stdout == lines(programs.probe, "argv", "one", "two words")
     env = environment(programs, NIX_LD_LIBRARY_PATH_aarch64_linux=f"{AARCH64_ROOT}:{programs.lib_a}")
+    result = run("qemu-aarch64", programs.uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-a"]))
+
+
+def test_an_aarch64_program_reads_nix_ld_1_x_spellings(aarch64_programs):
+    programs = aarch64_programs
+    old_spellings = {"NIX_LD_aarch64-linux": AARCH64_LOADER,
+                     "NIX_LD_LIBRARY_PATH_aarch64-linux": f"{AARCH64_ROOT}:{programs.lib_a}"}
+    env = environment(programs, NIX_LD_aarch64_linux=None, **old_spellings)
     result = run("qemu-aarch64", programs.uses_library, env=env)
     assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-a"]))
 

@@ -378,6 +378,15 @@ def test_a_musl_program_wrapped_with_musls_loader_runs(nixld_script, tmp_path):
     assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(output, "argv", "x"))
 
 
+def test_the_loader_and_directories_named_in_nix_ld_1_x_spellings_are_the_wrappers(nixld_script, probe, tmp_path):
+    output = tmp_path / "wrapped"
+    env = environment(NIX_LD="/nonexistent/ld.so", **{"NIX_LD_x86_64-linux": REAL_LOADER,
+                                                       "NIX_LD_LIBRARY_PATH_x86_64-linux": str(tmp_path)})
+    result = nixld_wrap(nixld_script, "-o", str(output), probe, env=env)
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == lines(f"{output}: starts {probe} through {REAL_LOADER} with library path {tmp_path}")
+
+
 def test_an_i686_program_is_wrapped_and_its_loader_started_by_the_kernel(nixld_script, tmp_path, launcher_format):
     why = why_gcc_cannot_build_32_bit()
     require(why is None, f"gcc cannot build 32-bit programs ({why})", package="gcc-multilib")

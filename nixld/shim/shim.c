@@ -56,18 +56,15 @@ static void begin(struct line *line, const struct launch *launch)
     add_text(line, ": ");
 }
 
-static void add_source(struct line *line, enum nixld_source source, const char *generic)
+/* "from NIX_LD_x86_64_linux", as the caller spelt it, or "nix-ld's default". */
+static void add_source(struct line *line, struct nixld_string variable)
 {
-    if (source == NIXLD_FROM_DEFAULT) {
+    if (!variable.data) {
         add_text(line, "nix-ld's default");
         return;
     }
     add_text(line, "from ");
-    add_text(line, generic);
-    if (source == NIXLD_FROM_SYSTEM_VARIABLE) {
-        add_text(line, "_");
-        add_text(line, NIXLD_SYSTEM);
-    }
+    add_value(line, variable.data, variable.length);
 }
 
 /* "loader PATH (from NIX_LD)" */
@@ -76,7 +73,7 @@ static void add_loader(struct line *line, const struct launch *launch)
     add_text(line, "loader ");
     add_value(line, launch->settings.loader.data, launch->settings.loader.length);
     add_text(line, " (");
-    add_source(line, launch->settings.loader_source, "NIX_LD");
+    add_source(line, launch->settings.loader_variable);
     add_text(line, ")");
 }
 
@@ -88,13 +85,14 @@ static void add_advice(struct line *line, const struct launch *launch)
                        "(on NixOS, programs.nix-ld.enable = true provides it)");
         return;
     }
-    if (launch->settings.loader_source == NIXLD_FROM_DEFAULT) {
+    struct nixld_string variable = launch->settings.loader_variable;
+    if (!variable.data) {
         add_text(line, ": set NIX_LD (or NIX_LD_" NIXLD_SYSTEM ") to the path of the real loader; "
                        "on NixOS, programs.nix-ld.enable = true sets it for you");
         return;
     }
     add_text(line, ": set ");
-    add_text(line, launch->settings.loader_source == NIXLD_FROM_SYSTEM_VARIABLE ? "NIX_LD_" NIXLD_SYSTEM : "NIX_LD");
+    add_value(line, variable.data, variable.length);
     add_text(line, " to the path of the real loader");
 }
 
@@ -139,7 +137,7 @@ static void log_info(const struct launch *launch, const char *library_path, nixl
     if (!length)
         add_text(&line, "(empty)");
     add_text(&line, " (LD_LIBRARY_PATH, then ");
-    add_source(&line, launch->settings.nix_library_path_source, "NIX_LD_LIBRARY_PATH");
+    add_source(&line, launch->settings.nix_library_path_variable);
     add_text(&line, ")");
     write_line(&line, 2);
 }
@@ -192,7 +190,7 @@ static int has_library_path(const struct launch *launch, const char *library_pat
 {
     if (launch->secure || !length)
         return 0;
-    if (launch->settings.ld_library_path.data == 0 && launch->settings.nix_library_path_source == NIXLD_FROM_DEFAULT)
+    if (launch->settings.ld_library_path.data == 0 && !launch->settings.nix_library_path_variable.data)
         return directory_exists(library_path);
     return 1;
 }
