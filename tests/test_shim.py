@@ -722,6 +722,34 @@ def test_run_with_no_arguments_the_shim_lists_the_variables_it_honours(programs)
     assert result.stdout.endswith(lines(f"Now: loader {programs.loader} (from NIX_LD_{programs.system})"))
 
 
+@pytest.mark.parametrize("option", ["--help", "-h"])
+def test_run_with_help_the_shim_says_what_it_is_how_it_is_used_and_what_it_reads(programs, option):
+    """Its own usage, in lines within the message limit, where no loader is set (the usage is not
+    the loader's help, nor a complaint about a program named --help)."""
+    result = run(programs.shim, option, env={})
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == run(programs.shim, env={}).stdout  # what it says with no argument
+    text = result.stdout.decode()
+    assert text.startswith("usage: SHIM PROGRAM [ARG]...\n")
+    assert f"a nix-ld-compatible program interpreter for {programs.system} programs" in " ".join(text.split())
+    assert "interpreter path" in text
+    old = old_spelling(programs.system)
+    words = set(re.findall(r"[\w.-]+", text))
+    assert {f"NIX_LD_{programs.system}", f"NIX_LD_{old}", "NIX_LD", f"NIX_LD_LIBRARY_PATH_{programs.system}",
+            f"NIX_LD_LIBRARY_PATH_{old}", "NIX_LD_LIBRARY_PATH", "NIX_LD_LOG"} <= words
+    assert text.endswith(f"Now: loader {DEFAULT_LOADER} (nix-ld's default)\n")
+    line_limit, _ = message_limits()
+    assert max(len(line) for line in result.stdout.splitlines(keepends=True)) <= line_limit
+
+
+@pytest.mark.parametrize("option", ["--version", "-V"])
+def test_run_with_version_the_shim_says_its_own_version_not_the_loaders(programs, option):
+    for env in ({}, environment(programs)):
+        result = run(programs.shim, option, env=env)
+        assert (result.returncode, result.stderr, result.stdout) == (
+            0, b"", lines(f"nixld shim {nixld.__version__} for {programs.system} programs"))
+
+
 def test_run_with_a_program_the_shim_starts_it_as_the_loader_would_by_hand(programs, native_probe):
     env = environment(programs, NIX_LD_LIBRARY_PATH=programs.lib_b)
     result = run(programs.shim, programs.uses_library, native_probe, "env", env=env)

@@ -17,6 +17,8 @@
 void *memset(void *destination, int byte, nixld_size size);
 void *memcpy(void *destination, const void *source, nixld_size size);
 __attribute__((noreturn)) void exit_group(int status);
+/* Whether two NUL-terminated strings are the same. */
+int equal_strings(const char *a, const char *b);
 /* Whether what mmap returned is an -errno rather than an address. */
 static inline int is_mmap_error(long result)
 {
