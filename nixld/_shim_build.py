@@ -51,10 +51,21 @@ PROGRAM_SOURCES = {"shim": ["shim.c", "load.c", "stack.c", "contract.c", "messag
                    "launcher": ["launcher.c", "load.c", "stack.c", "contract.c", "message.c", "runtime.c"]}
 
 
+def nixld_version() -> str:
+    """nixld's version, read from the package's __init__.py: setup.py loads this module by its
+    path, before the package can be imported."""
+    import re  # build time only: this module's names are also read when nixld starts
+
+    with open(os.path.join(os.path.dirname(SHIM_SOURCE), "__init__.py"), encoding="utf-8") as stream:
+        text = stream.read()
+    return re.search(r'^__version__ = "([^"\\]+)"$', text, re.MULTILINE).group(1)
+
+
 def shim_command(compiler: list[str], system: str, output: str, program: str = "shim") -> list[str]:
     """The command that compiles `program` ("shim" or "launcher") for `system` into `output`."""
     sources = [os.path.join(SHIM_SOURCE, name) for name in PROGRAM_SOURCES[program]]
-    return [*compiler, *SYSTEM_FLAGS[system], *FREESTANDING_FLAGS, "-o", output, *sources]
+    return [*compiler, *SYSTEM_FLAGS[system], *FREESTANDING_FLAGS, f'-DNIXLD_VERSION="{nixld_version()}"',
+            "-o", output, *sources]
 
 
 def build_shim(compiler: list[str], system: str, output: str, program: str = "shim") -> str | None:

@@ -25,10 +25,11 @@ def setting(env: Environment, name: bytes) -> bytes | None:
 def choose_loader(
     env: Environment, system: str | None, override: bytes | None = None
 ) -> tuple[bytes, str]:
-    """The loader to run and where it came from: `--ld`, `NIX_LD_{system}`, `NIX_LD` or the default."""
+    """The loader to run and where it came from: `--ld`, `NIX_LD_{system}` (as `env` spells it:
+    see system_variable), `NIX_LD` or the default."""
     if override:
         return override, "--ld"
-    for name in _system_specific(b"NIX_LD", system):
+    for name in _system_specific(env, b"NIX_LD", system):
         value = setting(env, name)
         if value is not None:
             # Values read from ${stdenv.cc}/nix-support/dynamic-linker end in one newline.
@@ -57,10 +58,10 @@ def source_phrase(source: str, system: str | None = None, generic: str = "NIX_LD
 def nix_ld_library_dirs(env: Environment, system: str | None) -> tuple[tuple[bytes, ...], str]:
     """The NIX_LD library directories and the variable they came from (or "default").
 
-    The system-specific variable replaces the generic one; the default applies only when
-    neither is set.
+    The system-specific variable (as `env` spells it: see system_variable) replaces the generic
+    one; the default applies only when neither is set.
     """
-    for name in _system_specific(b"NIX_LD_LIBRARY_PATH", system):
+    for name in _system_specific(env, b"NIX_LD_LIBRARY_PATH", system):
         value = setting(env, name)
         if value is not None:
             return tuple(split_nix_ld_path(value)), name.decode()
@@ -112,7 +113,22 @@ def log_level(env: Environment) -> tuple[int, str | None]:
     )
 
 
-def _system_specific(base: bytes, system: str | None) -> tuple[bytes, ...]:
+def system_variables(base: bytes, system: str) -> tuple[bytes, bytes]:
+    """The two spellings of `base`'s variable for `system`: nix-ld 2.x's (`NIX_LD_x86_64_linux`)
+    and nix-ld 1.x's, the Nix system's own (`NIX_LD_x86_64-linux`)."""
+    cpu, _, kernel = system.rpartition("_")
+    return base + b"_" + system.encode(), base + b"_" + f"{cpu}-{kernel}".encode()
+
+
+def system_variable(env: Environment, base: bytes, system: str) -> bytes:
+    """The spelling of `base`'s variable for `system` that counts in `env`: nix-ld 2.x's,
+    unless `env` has no variable of that name (an empty one counts) and has nix-ld 1.x's."""
+    current, old = system_variables(base, system)
+    return old if current not in env and old in env else current
+
+
+def _system_specific(env: Environment, base: bytes, system: str | None) -> tuple[bytes, ...]:
+    """`base`'s variables in the order they count for `system`."""
     if system is None:
         return (base,)
-    return (base + b"_" + system.encode(), base)
+    return (system_variable(env, base, system), base)

@@ -565,7 +565,8 @@ def _what_elf_file(header: elf.ElfHeader) -> str:
 
 def _loader_configured_for(env: Mapping[bytes, bytes], system: str | None, override: bytes | None) -> bool:
     """True when the user named a loader for this very system: an emulator is their plan."""
-    return bool(override) or (system is not None and config.setting(env, f"NIX_LD_{system}".encode()) is not None)
+    return bool(override) or (system is not None and
+                              config.setting(env, config.system_variable(env, b"NIX_LD", system)) is not None)
 
 
 def _loader_operand(program: bytes) -> bytes:

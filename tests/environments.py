@@ -54,12 +54,14 @@ NIX_LD_TABLE = {
 
 # Hypothesis strategies: environments of arbitrary bytes, weighted towards nix-ld's variables.
 
+# The system-specific ones in both spellings: nix-ld 2.x's (x86_64_linux) and 1.x's (x86_64-linux).
 CONTRACT_NAMES = [
     b"LD_LIBRARY_PATH",
     b"NIX_LD_LIBRARY_PATH",
-    b"NIX_LD_LIBRARY_PATH_x86_64_linux",
-    b"NIX_LD_LIBRARY_PATH_i686_linux",
-    b"NIX_LD_x86_64_linux",
+    *(b"NIX_LD_LIBRARY_PATH_" + system for system in (b"x86_64_linux", b"x86_64-linux", b"i686_linux", b"i686-linux",
+                                                       b"aarch64_linux", b"aarch64-linux")),
+    *(b"NIX_LD_" + system for system in (b"x86_64_linux", b"x86_64-linux", b"i686_linux", b"i686-linux",
+                                         b"aarch64_linux", b"aarch64-linux")),
     b"NIX_LD",
     b"NIX_LD_LOG",
     b"PATH",

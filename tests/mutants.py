@@ -133,6 +133,38 @@ MUTANTS = [
         "In secure mode a message repeats the program's path, which the caller chose.",
     ),
     Mutant(
+        "advice-names-the-2-x-spelling", "shim.c",
+        "    add_text(line, \": set \");\n    add_value(line, variable.data, variable.length);\n",
+        "    add_text(line, \": set \");\n    add_text(line, variable.length > 6 ? \"NIX_LD_\" NIXLD_SYSTEM : \"NIX_LD\");\n",
+        "A wrong loader named in nix-ld 1.x's spelling is reported with nix-ld 2.x's: the message names a variable "
+        "that is not set.",
+    ),
+    Mutant(
+        "help-taken-for-a-program", "shim.c",
+        "    if (argc < 2 || equal_strings(argv[1], \"--help\") || equal_strings(argv[1], \"-h\")) {\n",
+        "    if (argc < 2) {\n",
+        "The shim run as `SHIM --help` starts a program named --help through the loader (whose help it shows, or "
+        "whose absence it complains of).",
+    ),
+    Mutant(
+        "version-left-to-the-loader", "shim.c",
+        "    if (equal_strings(argv[1], \"--version\") || equal_strings(argv[1], \"-V\")) {\n",
+        "    if (0) {\n",
+        "The shim run as `SHIM --version` shows the loader's version as its own.",
+    ),
+    Mutant(
+        "missing-loader-is-not-found", "runtime.h",
+        "#define EXIT_CANNOT_EXECUTE 126\n",
+        "#define EXIT_CANNOT_EXECUTE 127\n",
+        "A program whose loader is missing exits 127, the status of a program that was not found.",
+    ),
+    Mutant(
+        "launcher-missing-loader-is-not-found", "launcher.c",
+        "    exit_group(EXIT_CANNOT_EXECUTE);\n",
+        "    exit_group(error == -13 || error == -8 ? 126 : 127);\n",
+        "A wrapper whose loader is missing exits 127, the status of a program that was not found.",
+    ),
+    Mutant(
         "launcher-ignores-at-secure", "launcher.c",
         "    int secure = nixld_auxv_value(stack.auxv, AT_SECURE) != 0;\n",
         "    int secure = nixld_auxv_value(stack.auxv, AT_SECURE) == 42;\n",
@@ -179,14 +211,41 @@ MUTANTS = [
     ),
     Mutant(
         "every-trailing-newline-stripped", "contract.c",
-        "        if (value.data[value.length - 1] == '\\n')\n",
+        "        if (value.length && value.data[value.length - 1] == '\\n')\n",
         "        while (value.length && value.data[value.length - 1] == '\\n')\n",
         "Every trailing newline of NIX_LD is stripped, not just the one nix-support/dynamic-linker ends in.",
     ),
     Mutant(
+        "nix-ld-1-spelling-ignored", "contract.c",
+        "    if (!found[0].value.data)\n        found[0] = variable(envp, nixld_system_variable(name, base, system, '-'));\n",
+        "",
+        "nix-ld 1.x's spelling (NIX_LD_x86_64-linux) is not read: environments set for nix-ld 1.x lose their loader.",
+    ),
+    Mutant(
+        "nix-ld-1-spelling-wins", "contract.c",
+        "    found[0] = variable(envp, nixld_system_variable(name, base, system, '_'));\n"
+        "    if (!found[0].value.data)\n        found[0] = variable(envp, nixld_system_variable(name, base, system, '-'));\n",
+        "    found[0] = variable(envp, nixld_system_variable(name, base, system, '-'));\n"
+        "    if (!found[0].value.data)\n        found[0] = variable(envp, nixld_system_variable(name, base, system, '_'));\n",
+        "nix-ld 1.x's spelling wins over 2.x's (NIX_LD_x86_64_linux) where both are set.",
+    ),
+    Mutant(
+        "empty-nix-ld-2-spelling-passed-over", "contract.c",
+        "    if (!found[0].value.data)\n",
+        "    if (!found[0].value.length)\n",
+        "An empty NIX_LD_x86_64_linux lets nix-ld 1.x's NIX_LD_x86_64-linux through, where 2.x's spelling is in the "
+        "environment and must win.",
+    ),
+    Mutant(
+        "nix-ld-1-spelling-at-the-first-underscore", "contract.c",
+        "        if (*system == '_')\n",
+        "        if (*system == '_' && !last_underscore)\n",
+        "nix-ld 1.x's spelling is made at the system's first '_' (NIX_LD_x86-64_linux), not its last.",
+    ),
+    Mutant(
         "secure-mode-reads-the-environment", "contract.c",
-        "        settings->nix_library_path.length = 0;\n        return;\n",
-        "        settings->nix_library_path.length = 0;\n",
+        "        settings->nix_library_path = absent;\n        return;\n",
+        "        settings->nix_library_path = absent;\n",
         "In secure mode (AT_SECURE) the caller's NIX_LD and library variables are read.",
     ),
     Mutant(

@@ -45,13 +45,12 @@ def unsecure_variables() -> list[bytes]:
 
 DECLARATIONS = f"""
 struct nixld_string {{ const char *data; size_t length; }};
-enum nixld_source {{ NIXLD_FROM_DEFAULT, NIXLD_FROM_SYSTEM_VARIABLE, NIXLD_FROM_GENERIC_VARIABLE }};
 enum nixld_log_level {{ NIXLD_LOG_ERROR, NIXLD_LOG_WARN, NIXLD_LOG_INFO, NIXLD_LOG_DEBUG, NIXLD_LOG_TRACE }};
 struct nixld_settings {{
     struct nixld_string loader;
-    enum nixld_source loader_source;
+    struct nixld_string loader_variable;
     struct nixld_string nix_library_path;
-    enum nixld_source nix_library_path_source;
+    struct nixld_string nix_library_path_variable;
     struct nixld_string ld_library_path;
     enum nixld_log_level log_level;
     struct nixld_string unknown_log_level;
@@ -250,8 +249,9 @@ def read_settings(c, entries: list[bytes], system: str, secure: bool) -> dict:
     # never less than it needs, so that a caller knows when its buffer was too small.
     assert length >= written
     assert lib.nixld_library_path(settings, ffi.new("char[]", 8), 8) >= written
-    return {"loader": _string(ffi, settings.loader), "loader_source": int(settings.loader_source),
-            "library_path": ffi.unpack(buffer, written), "nix_dirs_source": int(settings.nix_library_path_source),
+    return {"loader": _string(ffi, settings.loader), "loader_variable": _string(ffi, settings.loader_variable),
+            "library_path": ffi.unpack(buffer, written),
+            "nix_dirs_variable": _string(ffi, settings.nix_library_path_variable),
             "ld_library_path": _string(ffi, settings.ld_library_path), "log_level": int(settings.log_level),
             "unknown_log_level": _string(ffi, settings.unknown_log_level)}
 

@@ -281,10 +281,20 @@ def test_a_loader_without_library_path_option_is_warned_of(tmp_path, library_dir
 
 
 def test_a_misspelt_system_variable_is_named_with_its_right_spelling(library_dirs):
-    report = doctor_json(NIX_LD_LIBRARY_PATH=library_dirs.a, **{"NIX_LD_x86_64-linux": REAL_LOADER})
+    report = doctor_json(NIX_LD_LIBRARY_PATH=library_dirs.a, **{"NIX_LD_x86-64-linux": REAL_LOADER})
     (finding,) = [finding for finding in warnings(report.document) if finding["topic"] == "environment"]
-    assert "NIX_LD_x86_64-linux is not a variable nixld reads" in finding["message"]
+    assert "NIX_LD_x86-64-linux is not a variable nixld reads" in finding["message"]
     assert finding["fix"] == "rename it NIX_LD_x86_64_linux"
+
+
+def test_nix_ld_1_x_spellings_are_read_and_named_as_spelt(library_dirs):
+    """NIX_LD_x86_64-linux, as environments set for nix-ld 1.x carry it, is no misspelling."""
+    report = doctor_json(NIX_LD="/nonexistent/ld.so", NIX_LD_LIBRARY_PATH=library_dirs.a,
+                         **{"NIX_LD_x86_64-linux": REAL_LOADER, "NIX_LD_aarch64-linux": REAL_LOADER})
+    entry = loader_entry(report.document)
+    assert (entry["path"], entry["source"], entry["overrides"]) == (REAL_LOADER, "NIX_LD_x86_64-linux", ["NIX_LD"])
+    assert loader_entry(report.document, "aarch64_linux")["source"] == "NIX_LD_aarch64-linux"
+    assert [finding for finding in report.document["findings"] if finding["topic"] == "environment"] == []
 
 
 def test_a_32_bit_program_without_its_own_loader_variable_is_told_to_set_nix_ld_i686_linux(program32):

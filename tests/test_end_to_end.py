@@ -186,6 +186,23 @@ def test_the_system_specific_nix_ld_library_path_takes_precedence(
     assert result.stdout == lines(greetings[f"lib-{specific}"])
 
 
+def test_nix_ld_1_x_spellings_are_read_where_2_x_ones_are_not_in_the_environment(launch, uses_library, library_dirs,
+                                                                                 greetings):
+    """NIX_LD_x86_64-linux and NIX_LD_LIBRARY_PATH_x86_64-linux, as environments set for nix-ld
+    1.x carry them: read where NIX_LD_x86_64_linux and NIX_LD_LIBRARY_PATH_x86_64_linux are not
+    in the environment, over NIX_LD and NIX_LD_LIBRARY_PATH; passed over where they are, even
+    empty."""
+    env = environment(NIX_LD="/nonexistent/ld.so", NIX_LD_LIBRARY_PATH=library_dirs.a,
+                      **{"NIX_LD_x86_64-linux": REAL_LOADER, "NIX_LD_LIBRARY_PATH_x86_64-linux": library_dirs.b})
+    result = launch(uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(greetings["lib-b"]))
+    env = environment(NIX_LD_x86_64_linux="", NIX_LD_LIBRARY_PATH_x86_64_linux=library_dirs.a,
+                      **{"NIX_LD_x86_64-linux": "/nonexistent/ld.so",
+                         "NIX_LD_LIBRARY_PATH_x86_64-linux": library_dirs.b})
+    result = launch(uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(greetings["lib-a"]))
+
+
 def test_the_system_specific_nix_ld_library_path_replaces_the_generic_one(launch, uses_library, library_dirs):
     env = environment(NIX_LD_LIBRARY_PATH_x86_64_linux=library_dirs.empty,
                       NIX_LD_LIBRARY_PATH=library_dirs.a)
@@ -874,6 +891,10 @@ BAD_INPUTS = {
     "loader named by NIX_LD_x86_64_linux missing": lambda tmp, built: BadInput(
         built.probe, environment(NIX_LD_x86_64_linux=str(tmp / "no-ld.so")), nixld.LoaderError, 126,
         (str(tmp / "no-ld.so"), "set NIX_LD_x86_64_linux to the path of an x86_64 loader")),
+    "loader named by nix-ld 1.x's NIX_LD_x86_64-linux missing": lambda tmp, built: BadInput(
+        built.probe, environment(**{"NIX_LD_x86_64-linux": str(tmp / "no-ld.so")}), nixld.LoaderError, 126,
+        (f"loader {tmp / 'no-ld.so'} (from NIX_LD_x86_64-linux)",
+         "set NIX_LD_x86_64-linux to the path of an x86_64 loader")),
 }
 
 

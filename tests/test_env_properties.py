@@ -24,10 +24,18 @@ def split(value: bytes | None, separators: bytes) -> list[bytes]:
     return [entry for entry in (value or b"").split(separators[:1]) if entry]
 
 
+def system_specific(env, base: bytes) -> bytes:
+    """The name of `base`'s variable for SYSTEM that counts: nix-ld 2.x's spelling when env has
+    it (empty or not), else nix-ld 1.x's when env has that."""
+    current, old = base + b"_x86_64_linux", base + b"_x86_64-linux"
+    return old if current not in env and old in env else current
+
+
 def expected_search_path(env, libs) -> list[bytes]:
     """nix-ld's contract restated independently of nixld.config."""
     caller = split(env.get(b"LD_LIBRARY_PATH"), b":;")
-    specific, generic = env.get(b"NIX_LD_LIBRARY_PATH_" + SYSTEM.encode()), env.get(b"NIX_LD_LIBRARY_PATH")
+    specific = env.get(system_specific(env, b"NIX_LD_LIBRARY_PATH"))
+    generic = env.get(b"NIX_LD_LIBRARY_PATH")
     if specific:
         nix = split(specific, b":,")
     elif generic:
@@ -77,16 +85,27 @@ def test_the_search_path_has_each_directory_once_in_first_seen_order(groups):
     assert list(merged) == sorted(set(flat), key=flat.index)
 
 
+def taken(base: bytes, value: bytes | None) -> bool:
+    """Whether a value of `base`'s variables is taken: not empty (a loader's, once one trailing
+    newline is stripped)."""
+    if value and base == b"NIX_LD" and value.endswith(b"\n"):
+        value = value[:-1]
+    return bool(value)
+
+
 @given(environments)
-def test_the_system_specific_variables_take_precedence(env):
-    dirs, source = config.nix_ld_library_dirs(env, SYSTEM)
-    if env.get(b"NIX_LD_LIBRARY_PATH_x86_64_linux"):
-        assert source == "NIX_LD_LIBRARY_PATH_x86_64_linux"
-    elif env.get(b"NIX_LD_LIBRARY_PATH"):
-        assert source == "NIX_LD_LIBRARY_PATH"
-    else:
-        assert (dirs, source) == ((DEFAULT_DIR,), "default")
-    assert b"NIX_LD_LIBRARY_PATH_i686_linux" not in source.encode()
+def test_the_system_specific_variables_take_precedence_in_either_spelling(env):
+    """nix-ld 2.x's spelling (NIX_LD_x86_64_linux) wherever env has it, even empty; nix-ld 1.x's
+    (NIX_LD_x86_64-linux) only where it has not; the generic variable where neither is taken."""
+    for base, read in ((b"NIX_LD", config.choose_loader), (b"NIX_LD_LIBRARY_PATH", config.nix_ld_library_dirs)):
+        _, source = read(env, SYSTEM)
+        specific = system_specific(env, base)
+        if taken(base, env.get(specific)):
+            assert source == specific.decode()
+        elif taken(base, env.get(base)):
+            assert source == base.decode()
+        else:
+            assert source == "default"
 
 
 @given(environments, library_args)

@@ -777,6 +777,17 @@ def test_the_loader_is_chosen_as_nixld_run_chooses_it(inspect_tree, tmp_path):
     assert (chosen.path, chosen.source) == (as_bytes(REAL_LOADER), "--ld")
 
 
+def test_nix_ld_1_x_spellings_are_read_as_nixld_run_reads_them(inspect_tree, tmp_path):
+    other = shutil.copy(REAL_LOADER, tmp_path / "ld.so")
+    plain = inspect_tree.root / "plain"
+    old = environment(NIX_LD="/nonexistent/ld.so", **{"NIX_LD_x86_64-linux": str(other),
+                                                        "NIX_LD_LIBRARY_PATH_x86_64-linux": "/old/lib"})
+    inspection = nixld.inspect(plain, env=old)
+    assert (inspection.loader.path, inspection.loader.source) == (as_bytes(other), "NIX_LD_x86_64-linux")
+    assert inspection.search_path == (b"/old/lib",)
+    assert inspection.loader.path == nixld.plan_launch(plain, env=old).loader
+
+
 def test_the_search_path_is_the_library_path_nixld_run_hands_the_loader(inspect_tree):
     env = environment(LD_LIBRARY_PATH="/first::/shared", NIX_LD_LIBRARY_PATH="/shared,/nix")
     libs = ["/extra", "/first"]

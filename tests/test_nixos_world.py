@@ -247,7 +247,7 @@ def test_in_the_shim_world_debian_programs_start_directly_and_only_through_nix_l
         {"argv": ["/usr/bin/true"], "env": {"PATH": "/usr/bin:/bin"}},
     )
     assert (started.returncode, started.stderr) == (0, b"")
-    assert unconfigured.returncode == 127
+    assert unconfigured.returncode == 126
     assert unconfigured.stderr.startswith(b"nixld shim: /usr/bin/true: loader /run/current-system/sw/share/nix-ld/lib/ld.so")
 
 

@@ -188,7 +188,7 @@ def test_a_program_linked_with_the_shim_as_interpreter_runs(programs):
 
 def test_without_a_loader_the_kernel_starts_the_shim_and_the_shim_explains(programs):
     result = run(programs.probe, "argv", env=environment(programs, **{f"NIX_LD_{programs.system}": None}))
-    assert result.returncode == 127 and result.stdout == b""
+    assert result.returncode == 126 and result.stdout == b""
     assert_one_shim_line(result.stderr, programs.probe, DEFAULT_LOADER, "does not exist",
                          f"NIX_LD_{programs.system}", "programs.nix-ld.enable")
 
@@ -205,7 +205,7 @@ def test_one_trailing_newline_of_nix_ld_is_stripped_and_no_more(programs):
     assert run(programs.probe, "exit", "0", env=env).returncode == 0
     env = environment(programs, **{f"NIX_LD_{programs.system}": programs.loader + "\n\n"})
     result = run(programs.probe, "exit", "0", env=env)
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert_one_shim_line(result.stderr, f"loader {programs.loader}\\x0a (from NIX_LD_{programs.system}) does not exist")
 
 
@@ -214,9 +214,48 @@ def test_the_system_specific_loader_wins_over_nix_ld(programs):
     assert run(programs.probe, "exit", "0", env=env).returncode == 0
     env = environment(programs, **{f"NIX_LD_{programs.system}": "/nonexistent/ld.so", "NIX_LD": programs.loader})
     result = run(programs.probe, "exit", "0", env=env)
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert_one_shim_line(result.stderr, "/nonexistent/ld.so", f"from NIX_LD_{programs.system}",
                          f"set NIX_LD_{programs.system} to")
+
+
+def old_spelling(system: str) -> str:
+    """`system` as nix-ld 1.x spelt it in its variables: x86_64-linux, i686-linux."""
+    return system.replace("_linux", "-linux")
+
+
+def test_nix_ld_1_x_spellings_serve_where_2_x_ones_are_not_in_the_environment(programs):
+    """NIX_LD_x86_64-linux and NIX_LD_LIBRARY_PATH_x86_64-linux, as environments set for nix-ld
+    1.x still carry them, over NIX_LD and NIX_LD_LIBRARY_PATH."""
+    old = old_spelling(programs.system)
+    env = environment(programs, **{f"NIX_LD_{programs.system}": None, f"NIX_LD_{old}": programs.loader,
+                                   "NIX_LD": "/nonexistent/ld.so", f"NIX_LD_LIBRARY_PATH_{old}": programs.lib_b,
+                                   "NIX_LD_LIBRARY_PATH": programs.lib_a})
+    result = run(programs.uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-b"]))
+
+
+def test_nix_ld_2_x_spelling_wins_over_1_x_spelling(programs):
+    old = old_spelling(programs.system)
+    env = environment(programs, **{f"NIX_LD_{old}": "/nonexistent/ld.so", f"NIX_LD_LIBRARY_PATH_{old}": programs.lib_b,
+                                   f"NIX_LD_LIBRARY_PATH_{programs.system}": programs.lib_a})
+    result = run(programs.uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-a"]))
+    # Even empty, 2.x's spelling hides 1.x's: the loader is then NIX_LD's.
+    env = environment(programs, **{f"NIX_LD_{programs.system}": "", f"NIX_LD_{old}": "/nonexistent/ld.so",
+                                   "NIX_LD": programs.loader, f"NIX_LD_LIBRARY_PATH_{old}": programs.lib_b})
+    result = run(programs.uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-b"]))
+
+
+def test_a_wrong_loader_in_nix_ld_1_x_spelling_is_named_as_spelt(programs):
+    old = old_spelling(programs.system)
+    env = environment(programs, **{f"NIX_LD_{programs.system}": None, f"NIX_LD_{old}": "/nonexistent/ld.so",
+                                   "NIX_LD": programs.loader})
+    result = run(programs.probe, "exit", "0", env=env)
+    assert (result.returncode, result.stdout) == (126, b"")
+    assert_one_shim_line(result.stderr, f"loader /nonexistent/ld.so (from NIX_LD_{old}) does not exist",
+                         f"set NIX_LD_{old} to the path of the real loader")
 
 
 def test_a_needed_library_is_found_in_nix_ld_library_path(programs):
@@ -411,13 +450,13 @@ def test_death_by_a_signal_is_the_programs(programs, signum):
 
 
 # ---------------------------------------------------------------------------------------------
-# Loaders the shim refuses: one line, 127, never a crash
+# Loaders the shim refuses: one line, 126 (the program exists but cannot be executed), never a crash
 
 
 def test_a_loader_that_does_not_exist(programs):
     result = run(programs.probe, "exit", "0", env=environment(programs, NIX_LD="/nope/ld.so",
                                                               **{f"NIX_LD_{programs.system}": None}))
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert_one_shim_line(result.stderr, programs.probe, "/nope/ld.so (from NIX_LD) does not exist", "set NIX_LD to")
 
 
@@ -445,7 +484,7 @@ def test_a_loader_that_is_not_one_is_refused_in_one_line(programs, tmp_path, kin
                                                      "a loader with no code at its entry", "a dynamically linked program"):
         fault = "it is 64-bit, the program 32-bit"
     result = run(programs.probe, "exit", "0", env=environment(programs, **{f"NIX_LD_{programs.system}": str(loader)}))
-    assert result.returncode == 127 and result.stdout == b""
+    assert result.returncode == 126 and result.stdout == b""
     assert_one_shim_line(result.stderr, programs.probe, str(loader), fault)
 
 
@@ -454,7 +493,7 @@ def test_a_loader_without_execute_permission_is_refused_as_the_kernel_refuses_it
     shutil.copy(programs.loader, loader)
     loader.chmod(0o644)
     result = run(programs.probe, "exit", "0", env=environment(programs, **{f"NIX_LD_{programs.system}": str(loader)}))
-    assert result.returncode == 127 and result.stdout == b""
+    assert result.returncode == 126 and result.stdout == b""
     assert_one_shim_line(result.stderr, str(loader), "is not executable")
 
 
@@ -465,7 +504,7 @@ def test_a_loader_on_a_noexec_mount_is_refused_as_the_kernel_refuses_it(programs
               'NIX_LD_x86_64_linux=/mnt/ld.so NIX_LD_i686_linux=/mnt/ld.so exec "$@"')
     result = subprocess.run([unshare, "-rm", "/bin/bash", "-c", script, "bash", programs.loader, programs.probe, "exit",
                              "0"], capture_output=True, timeout=TIMEOUT)
-    assert result.returncode == 127 and result.stdout == b""
+    assert result.returncode == 126 and result.stdout == b""
     assert_one_shim_line(result.stderr, "/mnt/ld.so", "is not executable (no execute permission, or on a noexec mount)")
 
 
@@ -501,13 +540,13 @@ def test_a_loader_of_the_other_class_is_refused(programs):
     other = LOADERS["i686_linux" if programs.system == "x86_64_linux" else "x86_64_linux"]
     require(os.path.exists(other), f"{other} is missing", package="libc6-i386")
     result = run(programs.probe, "exit", "0", env=environment(programs, **{f"NIX_LD_{programs.system}": other}))
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert_one_shim_line(result.stderr, other, "is not an ELF program loader for this program")
 
 
 def test_a_static_pie_program_is_not_a_loader(x86_64_programs, static_pie_probe):
     result = run(x86_64_programs.probe, "exit", "0", env=environment(x86_64_programs, NIX_LD_x86_64_linux=static_pie_probe))
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert_one_shim_line(result.stderr, static_pie_probe, "it is a static-pie program")
 
 
@@ -563,7 +602,7 @@ def test_a_set_user_id_program_ignores_the_loader_its_caller_names(set_user_id_p
     env = {"PATH": "/usr/bin:/bin", "NIX_LD": loader, "NIX_LD_x86_64_linux": loader, "NIX_LD_LOG": "info"}
     result = run(set_user_id_probe, "exit", "0", env=env)
     assert not mark.exists()
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert result.stderr == lines(SECURE_MODE_NO_DEFAULT_LOADER)
 
 
@@ -627,7 +666,7 @@ def cut_value(value: str) -> tuple[str, str]:
 def test_a_long_nix_ld_is_shown_cut_in_one_bounded_line(programs):
     for loader in ("/x" * 2000, "/y" * 3000):  # does not exist; too long to open
         result = run(programs.probe, "exit", "0", env=environment(programs, **{f"NIX_LD_{programs.system}": loader}))
-        assert result.returncode == 127 and result.stdout == b""
+        assert result.returncode == 126 and result.stdout == b""
         assert_one_bounded_line(result.stderr, *cut_value(loader), f"set NIX_LD_{programs.system} to the path")
 
 
@@ -641,7 +680,7 @@ def test_a_long_program_path_is_shown_cut_in_one_bounded_line(programs, tmp_path
     program.symlink_to(programs.probe)
     env = environment(programs, **{f"NIX_LD_{programs.system}": None})
     result = run(program, "exit", "0", env=env)
-    assert result.returncode == 127 and result.stdout == b""
+    assert result.returncode == 126 and result.stdout == b""
     assert_one_bounded_line(result.stderr, *cut_value(str(program)), "does not exist")
 
 
@@ -666,7 +705,7 @@ def test_at_info_a_long_library_path_is_shown_cut_and_the_program_keeps_its_envi
 def test_control_characters_in_a_value_are_escaped_so_the_message_stays_one_line(programs):
     result = run(programs.probe, "exit", "0", env=environment(programs, NIX_LD="/no\nsuch\x1b[31m\x7f",
                                                               **{f"NIX_LD_{programs.system}": None}))
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert_one_bounded_line(result.stderr, "loader /no\\x0asuch\\x1b[31m\\x7f (from NIX_LD) does not exist")
 
 
@@ -683,6 +722,34 @@ def test_run_with_no_arguments_the_shim_lists_the_variables_it_honours(programs)
     assert result.stdout.endswith(lines(f"Now: loader {programs.loader} (from NIX_LD_{programs.system})"))
 
 
+@pytest.mark.parametrize("option", ["--help", "-h"])
+def test_run_with_help_the_shim_says_what_it_is_how_it_is_used_and_what_it_reads(programs, option):
+    """Its own usage, in lines within the message limit, where no loader is set (the usage is not
+    the loader's help, nor a complaint about a program named --help)."""
+    result = run(programs.shim, option, env={})
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == run(programs.shim, env={}).stdout  # what it says with no argument
+    text = result.stdout.decode()
+    assert text.startswith("usage: SHIM PROGRAM [ARG]...\n")
+    assert f"a nix-ld-compatible program interpreter for {programs.system} programs" in " ".join(text.split())
+    assert "interpreter path" in text
+    old = old_spelling(programs.system)
+    words = set(re.findall(r"[\w.-]+", text))
+    assert {f"NIX_LD_{programs.system}", f"NIX_LD_{old}", "NIX_LD", f"NIX_LD_LIBRARY_PATH_{programs.system}",
+            f"NIX_LD_LIBRARY_PATH_{old}", "NIX_LD_LIBRARY_PATH", "NIX_LD_LOG"} <= words
+    assert text.endswith(f"Now: loader {DEFAULT_LOADER} (nix-ld's default)\n")
+    line_limit, _ = message_limits()
+    assert max(len(line) for line in result.stdout.splitlines(keepends=True)) <= line_limit
+
+
+@pytest.mark.parametrize("option", ["--version", "-V"])
+def test_run_with_version_the_shim_says_its_own_version_not_the_loaders(programs, option):
+    for env in ({}, environment(programs)):
+        result = run(programs.shim, option, env=env)
+        assert (result.returncode, result.stderr, result.stdout) == (
+            0, b"", lines(f"nixld shim {nixld.__version__} for {programs.system} programs"))
+
+
 def test_run_with_a_program_the_shim_starts_it_as_the_loader_would_by_hand(programs, native_probe):
     env = environment(programs, NIX_LD_LIBRARY_PATH=programs.lib_b)
     result = run(programs.shim, programs.uses_library, native_probe, "env", env=env)
@@ -693,7 +760,7 @@ def test_run_with_a_program_the_shim_starts_it_as_the_loader_would_by_hand(progr
 def test_run_by_hand_with_no_loader_the_shim_explains(programs):
     env = environment(programs, **{f"NIX_LD_{programs.system}": None})
     result = run(programs.shim, programs.probe, "exit", "0", env=env)
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert_one_shim_line(result.stderr, programs.probe, DEFAULT_LOADER, "does not exist")
 
 
@@ -781,6 +848,15 @@ def test_an_aarch64_program_runs_through_the_shim_and_finds_its_library(aarch64_
     assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-a"]))
 
 
+def test_an_aarch64_program_reads_nix_ld_1_x_spellings(aarch64_programs):
+    programs = aarch64_programs
+    old_spellings = {"NIX_LD_aarch64-linux": AARCH64_LOADER,
+                     "NIX_LD_LIBRARY_PATH_aarch64-linux": f"{AARCH64_ROOT}:{programs.lib_a}"}
+    env = environment(programs, NIX_LD_aarch64_linux=None, **old_spellings)
+    result = run("qemu-aarch64", programs.uses_library, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(GREETINGS["lib-a"]))
+
+
 @pytest.mark.parametrize("row", NIX_LD_TABLE)
 def test_an_aarch64_program_and_its_children_see_exactly_the_callers_library_variables(aarch64_programs, native_probe,
                                                                                       row):
@@ -812,7 +888,7 @@ def test_an_aarch64_program_gets_the_callers_environment_block_and_starts_as_the
 def test_an_aarch64_program_with_an_x86_64_loader_is_refused_in_one_line(aarch64_programs):
     env = aarch64_environment(aarch64_programs, NIX_LD_aarch64_linux=LOADERS["x86_64_linux"])
     result = run("qemu-aarch64", aarch64_programs.probe, "exit", "0", env=env)
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert_one_shim_line(result.stderr, aarch64_programs.probe, LOADERS["x86_64_linux"], "another machine's file")
 
 

@@ -110,8 +110,9 @@ argument = st.binary(max_size=12).map(lambda value: value.replace(b"\0", b""))
 environment_entry = st.one_of(
     argument,
     st.builds(lambda value: b"LD_LIBRARY_PATH=" + value, argument),
-    st.builds(lambda name, value: name + b"=" + value, st.sampled_from([b"NIX_LD", b"NIX_LD_LIBRARY_PATH", b"NIX_LDX",
-                                                                         b"LD_LIBRARY_PATHX", b"PATH"]), argument),
+    st.builds(lambda name, value: name + b"=" + value,
+              st.sampled_from([b"NIX_LD", b"NIX_LD_LIBRARY_PATH", b"NIX_LD_x86_64-linux",
+                               b"NIX_LD_LIBRARY_PATH_i686-linux", b"NIX_LDX", b"LD_LIBRARY_PATHX", b"PATH"]), argument),
 )
 auxv_pair = st.tuples(st.one_of(st.integers(1, 50), st.just(AT_ENTRY)), st.integers(0, 2 ** (8 * WORD) - 1))
 
@@ -131,6 +132,8 @@ def lent_slots(envp: list[bytes]) -> list[int]:
 @example(argv=[], envp=[], auxv=[(AT_ENTRY, 0x401000)], library_path=b"/nix/lib")
 @example(argv=[b"p"], envp=[b"LD_LIBRARY_PATH=/a", b"X=1", b"LD_LIBRARY_PATH=/b"], auxv=[(6, 4096), (AT_ENTRY, 1)],
          library_path=b"/b:/nix")
+@example(argv=[b"p"], envp=[b"NIX_LD=/ld.so", b"NIX_LD_x86_64-linux=/ld.so", b"X=1"], auxv=[(AT_ENTRY, 1)],
+         library_path=b"/nix")
 def test_the_loader_sees_the_library_path_and_the_program_the_kernels_stack(shim_c_library, argv, envp, auxv,
                                                                             library_path):
     result = shim_c_library.call("lend_and_repay", argv, envp, auxv, library_path)
@@ -177,8 +180,8 @@ def test_the_launchers_loader_starts_on_the_stack_the_kernel_gives_a_loader_star
 # ---------------------------------------------------------------------------------------------
 # Environments: the readers, the launcher's join, secure mode's cleaning
 
-names = st.sampled_from([b"LD_LIBRARY_PATH", b"NIX_LD", b"TMPDIR", b"LD_PRELOAD", b"A", b"LD_LIBRARY_PATHS",
-                         *unsecure_variables()])
+names = st.sampled_from([b"LD_LIBRARY_PATH", b"NIX_LD", b"NIX_LD_x86_64-linux", b"TMPDIR", b"LD_PRELOAD", b"A",
+                         b"LD_LIBRARY_PATHS", *unsecure_variables()])
 entry_strategy = st.one_of(st.builds(lambda name, value: name + b"=" + value, names, argument), argument, names)
 
 

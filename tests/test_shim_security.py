@@ -83,11 +83,12 @@ def world() -> World:
 
 
 def hostile_environment(world: World, **more: str) -> dict:
-    """Everything the attacker can set: nix-ld's variables naming their loader and library,
-    glibc's own, and a log level that would say more."""
+    """Everything the attacker can set: nix-ld's variables naming their loader and library (in
+    nix-ld 2.x's and 1.x's spellings), glibc's own, and a log level that would say more."""
     attacker = str(world.attacker)
     return {"PATH": "/usr/bin:/bin", "NIX_LD": world.evil_loader, "NIX_LD_x86_64_linux": world.evil_loader,
-            "NIX_LD_LIBRARY_PATH": attacker, "NIX_LD_LIBRARY_PATH_x86_64_linux": attacker,
+            "NIX_LD_x86_64-linux": world.evil_loader, "NIX_LD_LIBRARY_PATH": attacker,
+            "NIX_LD_LIBRARY_PATH_x86_64_linux": attacker, "NIX_LD_LIBRARY_PATH_x86_64-linux": attacker,
             "LD_LIBRARY_PATH": attacker, "LD_PRELOAD": str(world.attacker / "libnixldtest.so"),
             "NIX_LD_LOG": "trace", "TMPDIR": "/tmp", **more}
 
@@ -138,7 +139,7 @@ def test_a_privileged_program_keeps_the_callers_nix_ld_variables_and_loses_what_
     LD_LIBRARY_PATH, LD_PRELOAD and TMPDIR, as for any set-user-ID program."""
     env = hostile_environment(world)
     seen = environment_seen(as_nobody(world.setuid_probe, "environ", env=env, with_default_loader=True))
-    for name in ("NIX_LD", "NIX_LD_x86_64_linux", "NIX_LD_LIBRARY_PATH", "NIX_LD_LOG", "PATH"):
+    for name in ("NIX_LD", "NIX_LD_x86_64_linux", "NIX_LD_x86_64-linux", "NIX_LD_LIBRARY_PATH", "NIX_LD_LOG", "PATH"):
         assert seen[name.encode()] == env[name].encode()
     assert not {b"LD_LIBRARY_PATH", b"LD_PRELOAD", b"TMPDIR"} & set(seen)
 
@@ -158,7 +159,7 @@ def test_without_the_default_loader_a_privileged_program_fails_with_one_fixed_li
     require(not os.path.exists(DEFAULT_LOADER), f"a machine without {DEFAULT_LOADER} (this one has it)",
             how="run the tests where NixOS's nix-ld is not set up")
     result = as_nobody(world.setuid_probe, "exit", "0", env=hostile_environment(world, **HOSTILE_VALUES[values]))
-    assert (result.returncode, result.stdout, result.stderr) == (127, b"", SECURE_MODE_NO_DEFAULT_LOADER.encode() + b"\n")
+    assert (result.returncode, result.stdout, result.stderr) == (126, b"", SECURE_MODE_NO_DEFAULT_LOADER.encode() + b"\n")
     assert_nothing_of_the_callers_ran(world)
 
 
@@ -174,7 +175,7 @@ def test_a_long_path_to_a_privileged_program_does_not_come_back_in_the_message(w
     link = directory / "probe"
     link.symlink_to(world.setuid_probe)
     result = as_nobody(link, "exit", "0", env=hostile_environment(world))
-    assert (result.returncode, result.stderr) == (127, SECURE_MODE_NO_DEFAULT_LOADER.encode() + b"\n")
+    assert (result.returncode, result.stderr) == (126, SECURE_MODE_NO_DEFAULT_LOADER.encode() + b"\n")
 
 
 # ---------------------------------------------------------------------------------------------

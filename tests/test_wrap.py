@@ -329,16 +329,17 @@ def test_a_wrapper_whose_loader_is_gone_says_so_in_one_line(nixld_script, probe,
     assert nixld_wrap(nixld_script, "-o", str(output), "--ld", str(loader), probe, fmt=launcher_format).returncode == 0
     loader.unlink()
     result = run(output, "exit", "0")
-    assert result.returncode == 127
-    if launcher_format == "binary":
+    if launcher_format == "binary":  # the program exists but cannot be executed
+        assert result.returncode == 126
         assert result.stderr == f"nixld launcher: {probe}: its loader {loader} does not exist\n".encode()
-    else:  # the shell's own words
+    else:  # the shell's own status and words
+        assert result.returncode == 127
         assert result.stderr.count(b"\n") == 1 and str(loader).encode() in result.stderr
 
 
 def test_the_launcher_as_installed_has_no_settings_and_says_so():
     result = run(shims.launcher_path())
-    assert result.returncode == 127
+    assert result.returncode == 126
     assert b"this launcher has no settings: make one with `nixld wrap --format binary PROGRAM`" in result.stderr
 
 
@@ -375,6 +376,15 @@ def test_a_musl_program_wrapped_with_musls_loader_runs(nixld_script, tmp_path):
     assert nixld_wrap(nixld_script, "-o", str(output), "--ld", MUSL_LOADER, str(program)).returncode == 0
     result = run(output, "argv", "x", env=environment(LD_LIBRARY_PATH="/x"))
     assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(output, "argv", "x"))
+
+
+def test_the_loader_and_directories_named_in_nix_ld_1_x_spellings_are_the_wrappers(nixld_script, probe, tmp_path):
+    output = tmp_path / "wrapped"
+    env = environment(NIX_LD="/nonexistent/ld.so", **{"NIX_LD_x86_64-linux": REAL_LOADER,
+                                                       "NIX_LD_LIBRARY_PATH_x86_64-linux": str(tmp_path)})
+    result = nixld_wrap(nixld_script, "-o", str(output), probe, env=env)
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == lines(f"{output}: starts {probe} through {REAL_LOADER} with library path {tmp_path}")
 
 
 def test_an_i686_program_is_wrapped_and_its_loader_started_by_the_kernel(nixld_script, tmp_path, launcher_format):

@@ -33,6 +33,8 @@ environment:
                               PROGRAM's own interpreter if it exists
   NIX_LD_LIBRARY_PATH[_<system>]
                               library directories, separated by ':' or ','
+                              (both _<system> ones are read in nix-ld 1.x's spelling too,
+                              NIX_LD_x86_64-linux, when nix-ld 2.x's is not in the environment)
   NIX_LD_LOG                  error, warn (default), info, debug or trace
 
 On NixOS, nixld needs a loader to hand over to: enable nix-ld (programs.nix-ld.enable = true,

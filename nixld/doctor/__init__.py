@@ -49,7 +49,7 @@ def diagnose(env: dict, program: bytes | None = None, *, interpreter_paths=INTER
             loaders.append(loader_facts(env, system))
     if inspection is not None and program_system is None:  # a machine Nix has no name for
         loaders.append(loader_facts(env, None, inspection.path, header))
-    library_systems = [host] + [s for s in [program_system] + configured_systems(env, b"NIX_LD_LIBRARY_PATH_")
+    library_systems = [host] + [s for s in [program_system] + configured_systems(env, b"NIX_LD_LIBRARY_PATH")
                                 if s is not None and s != host]
     library_dirs = [library_dir_facts(env, system) for system in dict.fromkeys(library_systems) if system]
 

@@ -65,13 +65,14 @@ def loader_systems(env, program_system: str | None) -> list[str]:
     runs, the program's and any that a NIX_LD_{system} variable names."""
     # The host's own, then the other systems its kernel runs natively (i686 on x86-64), each
     # with a loader of its own.
-    systems = [*elf.host_systems(), program_system, *configured_systems(env, b"NIX_LD_")]
+    systems = [*elf.host_systems(), program_system, *configured_systems(env, b"NIX_LD")]
     return [system for system in dict.fromkeys(systems) if system is not None]
 
 
-def configured_systems(env, prefix: bytes) -> list[str]:
-    """The Nix systems for which a variable `prefix`{system} is set."""
-    return [system for system in elf.SYSTEM_ABIS if config.setting(env, prefix + system.encode()) is not None]
+def configured_systems(env, base: bytes) -> list[str]:
+    """The Nix systems for which a variable `base`_{system} is set (in either spelling)."""
+    return [system for system in elf.SYSTEM_ABIS
+            if config.setting(env, config.system_variable(env, base, system)) is not None]
 
 
 def loader_facts(env, system: str | None, program: bytes | None = None,
@@ -84,7 +85,7 @@ def loader_facts(env, system: str | None, program: bytes | None = None,
         program = f"{system} programs".encode()
     else:
         path, source, _ = launch.choose_loader(env, system, None, program, header)
-    candidates = [] if system is None else [f"NIX_LD_{system}"]
+    candidates = [] if system is None else [config.system_variable(env, b"NIX_LD", system).decode()]
     candidates.append("NIX_LD")
     overrides = candidates[candidates.index(source) + 1:] if source in candidates else []
     facts = {
@@ -108,7 +109,8 @@ def needs_own_variable(entry: dict, host: str | None) -> bool:
     """True when the loader of another system than this machine's came from NIX_LD or a
     default, and NIX_LD_{system} is what to set."""
     system = entry["system"]
-    return system is not None and system != host and entry["source"] != f"NIX_LD_{system}"
+    return (system is not None and system != host
+            and entry["source"].encode() not in config.system_variables(b"NIX_LD", system))
 
 
 def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", program: bytes = b"") -> dict:

@@ -23,7 +23,7 @@ def findings_of(report: dict, env) -> list[Finding]:
     program = report["program"]
     host = report["host"]["system"]
     findings = list(_environment_findings(env))
-    configured = set(configured_systems(env, b"NIX_LD_"))
+    configured = set(configured_systems(env, b"NIX_LD"))
     # With a PROGRAM, only what stands in its way is a problem; the rest of the setup is warned
     # of when it was set by hand, and left out otherwise.
     if program is not None:
@@ -61,7 +61,8 @@ def _environment_findings(env):
         else:
             continue
         suffix = os.fsdecode(name[len(prefix):])
-        if suffix in elf.SYSTEM_ABIS or (prefix == b"NIX_LD_" and suffix in ("LOG", "LIBRARY_PATH")):
+        if any(name in config.system_variables(prefix[:-1], system) for system in elf.SYSTEM_ABIS) or (
+                prefix == b"NIX_LD_" and suffix in ("LOG", "LIBRARY_PATH")):
             continue
         spelling = suffix.replace("-", "_")
         rename = (f"rename it {os.fsdecode(prefix)}{spelling}" if spelling in elf.SYSTEM_ABIS else

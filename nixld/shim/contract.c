@@ -93,17 +93,47 @@ static struct nixld_string setting(char *const *envp, const char *name)
     return value;
 }
 
-/* `base` followed by "_" and `system`, in `buffer` (names are short: 64 bytes hold them all). */
-static const char *system_specific(char *buffer, const char *base, const char *system)
+const char *nixld_system_variable(char *buffer, const char *base, const char *system, char separator)
 {
-    nixld_size at = 0;
+    nixld_size at = 0, last_underscore = 0;
     while (*base)
         buffer[at++] = *base++;
     buffer[at++] = '_';
-    while (*system && at < 63)
-        buffer[at++] = *system++;
+    for (; *system && at < 63; system++) {
+        if (*system == '_')
+            last_underscore = at;
+        buffer[at++] = *system;
+    }
+    if (last_underscore)
+        buffer[last_underscore] = separator;
     buffer[at] = 0;
     return buffer;
+}
+
+/* A variable as getenv finds it: its value, and its name pointing into its entry. */
+struct variable {
+    struct nixld_string name, value;
+};
+
+static struct variable variable(char *const *envp, const char *name)
+{
+    struct variable found = {{0, 0}, nixld_getenv(envp, name)};
+    if (found.value.data) {
+        found.name.length = nixld_length(name);
+        found.name.data = found.value.data - found.name.length - 1;
+    }
+    return found;
+}
+
+/* `base`'s two variables in the order they count: `base`_`system` (in nix-ld 2.x's spelling
+ * or, when the environment has no entry of that name, nix-ld 1.x's), then `base`. */
+static void variables(char *const *envp, const char *base, const char *system, struct variable found[2])
+{
+    char name[64];
+    found[0] = variable(envp, nixld_system_variable(name, base, system, '_'));
+    if (!found[0].value.data)
+        found[0] = variable(envp, nixld_system_variable(name, base, system, '-'));
+    found[1] = variable(envp, base);
 }
 
 /* The levels in order, as one string: a table of pointers would need relocating, and the
@@ -142,45 +172,41 @@ static void read_log_level(char *const *envp, struct nixld_settings *settings)
 
 void nixld_read_settings(char *const *envp, const char *system, int secure, struct nixld_settings *settings)
 {
-    char name[64];
+    static const struct nixld_string absent = {0, 0};
     settings->log_level = NIXLD_LOG_WARN;
-    settings->unknown_log_level.data = 0;
-    settings->unknown_log_level.length = 0;
+    settings->unknown_log_level = absent;
     settings->loader = whole(nixld_default_loader);
-    settings->loader_source = NIXLD_FROM_DEFAULT;
+    settings->loader_variable = absent;
     settings->nix_library_path = whole(nixld_default_library_dir);
-    settings->nix_library_path_source = NIXLD_FROM_DEFAULT;
-    settings->ld_library_path.data = 0;
-    settings->ld_library_path.length = 0;
+    settings->nix_library_path_variable = absent;
+    settings->ld_library_path = absent;
     if (secure) {
-        settings->nix_library_path.data = 0;
-        settings->nix_library_path.length = 0;
+        settings->nix_library_path = absent;
         return;
     }
     read_log_level(envp, settings);
 
-    struct nixld_string loaders[2] = {setting(envp, system_specific(name, "NIX_LD", system)),
-                                      setting(envp, "NIX_LD")};
+    /* nix-ld counts an empty value as unset, here and below. */
+    struct variable loaders[2];
+    variables(envp, "NIX_LD", system, loaders);
     for (int i = 0; i < 2; i++) {
-        struct nixld_string value = loaders[i];
-        if (!value.data)
-            continue;
+        struct nixld_string value = loaders[i].value;
         /* Values read from ${stdenv.cc}/nix-support/dynamic-linker end in one newline. */
-        if (value.data[value.length - 1] == '\n')
+        if (value.length && value.data[value.length - 1] == '\n')
             value.length--;
         if (value.length) {
             settings->loader = value;
-            settings->loader_source = i == 0 ? NIXLD_FROM_SYSTEM_VARIABLE : NIXLD_FROM_GENERIC_VARIABLE;
+            settings->loader_variable = loaders[i].name;
             break;
         }
     }
 
-    struct nixld_string paths[2] = {setting(envp, system_specific(name, "NIX_LD_LIBRARY_PATH", system)),
-                                    setting(envp, "NIX_LD_LIBRARY_PATH")};
+    struct variable paths[2];
+    variables(envp, "NIX_LD_LIBRARY_PATH", system, paths);
     for (int i = 0; i < 2; i++) {
-        if (paths[i].data) {
-            settings->nix_library_path = paths[i];
-            settings->nix_library_path_source = i == 0 ? NIXLD_FROM_SYSTEM_VARIABLE : NIXLD_FROM_GENERIC_VARIABLE;
+        if (paths[i].value.length) {
+            settings->nix_library_path = paths[i].value;
+            settings->nix_library_path_variable = paths[i].name;
             break;
         }
     }

@@ -12,28 +12,41 @@ struct nixld_string {
     nixld_size length;
 };
 
-enum nixld_source { NIXLD_FROM_DEFAULT, NIXLD_FROM_SYSTEM_VARIABLE, NIXLD_FROM_GENERIC_VARIABLE };
-
 enum nixld_log_level { NIXLD_LOG_ERROR, NIXLD_LOG_WARN, NIXLD_LOG_INFO, NIXLD_LOG_DEBUG, NIXLD_LOG_TRACE };
 
+/* The `..._variable` fields name the variable a setting came from as its environment entry
+ * spells it ("NIX_LD", "NIX_LD_x86_64_linux" or nix-ld 1.x's "NIX_LD_x86_64-linux"), pointing
+ * into that entry; data NULL for nix-ld's default. */
 struct nixld_settings {
     struct nixld_string loader; /* one trailing newline stripped */
-    enum nixld_source loader_source;
+    struct nixld_string loader_variable;
     struct nixld_string nix_library_path; /* the chosen variable's value, unsplit, or the default directory */
-    enum nixld_source nix_library_path_source;
+    struct nixld_string nix_library_path_variable;
     struct nixld_string ld_library_path; /* the caller's own, as glibc's loader reads it (the last) */
     enum nixld_log_level log_level;
     struct nixld_string unknown_log_level; /* NIX_LD_LOG's value when it names no level */
 };
 
-extern const char nixld_default_loader[];
-extern const char nixld_default_library_dir[];
+/* Hidden, so that the shim's other units reach them from the program counter: through the GOT
+ * (i386 has no other way to an object of another unit), they would need a relocation that
+ * nothing applies (-fvisibility covers definitions only). */
+__attribute__((visibility("hidden"))) extern const char nixld_default_loader[];
+__attribute__((visibility("hidden"))) extern const char nixld_default_library_dir[];
 
-/* The settings in `envp` (NULL-terminated) for a program of `system` ("x86_64_linux"). When
+/* The settings in `envp` (NULL-terminated) for a program of `system` ("x86_64_linux"): the
+ * loader from NIX_LD_`system`, then NIX_LD; the directories from NIX_LD_LIBRARY_PATH_`system`,
+ * then NIX_LD_LIBRARY_PATH; an empty value counts as unset. A system-specific variable is read
+ * in nix-ld 2.x's spelling (NIX_LD_x86_64_linux) or, when the environment has no entry of that
+ * name (an empty one counts), in nix-ld 1.x's, the system's own (NIX_LD_x86_64-linux). When
  * `secure` (AT_SECURE: a set-user-ID program started by someone else), nothing at all is taken
  * from the environment, as glibc's loader then ignores LD_LIBRARY_PATH and LD_DEBUG: the
  * default loader, no library directories, the default log level. */
 void nixld_read_settings(char *const *envp, const char *system, int secure, struct nixld_settings *settings);
+
+/* `base`_`system` in `buffer` (64 bytes hold every such name), `system` spelt as nix-ld 2.x
+ * spells it ("x86_64_linux") or, when `separator` is '-', as nix-ld 1.x did, as the Nix system
+ * ("x86_64-linux": its last '_' a '-'); returns `buffer`. */
+const char *nixld_system_variable(char *buffer, const char *base, const char *system, char separator);
 
 /* The library path to hand the loader: the caller's LD_LIBRARY_PATH entries (split on ':' and
  * ';'), then the NIX_LD directories (split on ':' and ','), empty entries dropped, the first

@@ -52,7 +52,7 @@ __attribute__((noreturn)) static void fail(const char *program, const char *what
         add_text(&line, error_text(error));
     }
     write_line(&line, 2);
-    exit_group(error == -13 || error == -8 ? 126 : EXIT_CANNOT_START);
+    exit_group(EXIT_CANNOT_EXECUTE);
 }
 
 __attribute__((noreturn, used)) void nixld_launcher_main(unsigned long *start)

@@ -18,6 +18,11 @@
 #include "runtime.h"
 #include "stack.h"
 
+/* nixld's version, which `SHIM --version` says. */
+#ifndef NIXLD_VERSION
+#error "NIXLD_VERSION is given by nixld/_shim_build.py"
+#endif
+
 /* ---- what this launch is about ---- */
 
 struct launch {
@@ -56,18 +61,15 @@ static void begin(struct line *line, const struct launch *launch)
     add_text(line, ": ");
 }
 
-static void add_source(struct line *line, enum nixld_source source, const char *generic)
+/* "from NIX_LD_x86_64_linux", as the caller spelt it, or "nix-ld's default". */
+static void add_source(struct line *line, struct nixld_string variable)
 {
-    if (source == NIXLD_FROM_DEFAULT) {
+    if (!variable.data) {
         add_text(line, "nix-ld's default");
         return;
     }
     add_text(line, "from ");
-    add_text(line, generic);
-    if (source == NIXLD_FROM_SYSTEM_VARIABLE) {
-        add_text(line, "_");
-        add_text(line, NIXLD_SYSTEM);
-    }
+    add_value(line, variable.data, variable.length);
 }
 
 /* "loader PATH (from NIX_LD)" */
@@ -76,7 +78,7 @@ static void add_loader(struct line *line, const struct launch *launch)
     add_text(line, "loader ");
     add_value(line, launch->settings.loader.data, launch->settings.loader.length);
     add_text(line, " (");
-    add_source(line, launch->settings.loader_source, "NIX_LD");
+    add_source(line, launch->settings.loader_variable);
     add_text(line, ")");
 }
 
@@ -88,13 +90,14 @@ static void add_advice(struct line *line, const struct launch *launch)
                        "(on NixOS, programs.nix-ld.enable = true provides it)");
         return;
     }
-    if (launch->settings.loader_source == NIXLD_FROM_DEFAULT) {
+    struct nixld_string variable = launch->settings.loader_variable;
+    if (!variable.data) {
         add_text(line, ": set NIX_LD (or NIX_LD_" NIXLD_SYSTEM ") to the path of the real loader; "
                        "on NixOS, programs.nix-ld.enable = true sets it for you");
         return;
     }
     add_text(line, ": set ");
-    add_text(line, launch->settings.loader_source == NIXLD_FROM_SYSTEM_VARIABLE ? "NIX_LD_" NIXLD_SYSTEM : "NIX_LD");
+    add_value(line, variable.data, variable.length);
     add_text(line, " to the path of the real loader");
 }
 
@@ -111,7 +114,7 @@ __attribute__((noreturn)) static void fail(const struct launch *launch, const ch
     }
     add_advice(&line, launch);
     write_line(&line, 2);
-    exit_group(EXIT_CANNOT_START);
+    exit_group(EXIT_CANNOT_EXECUTE);
 }
 
 /* A NIX_LD_LOG that names no level (never in secure mode: nothing is read there). */
@@ -139,7 +142,7 @@ static void log_info(const struct launch *launch, const char *library_path, nixl
     if (!length)
         add_text(&line, "(empty)");
     add_text(&line, " (LD_LIBRARY_PATH, then ");
-    add_source(&line, launch->settings.nix_library_path_source, "NIX_LD_LIBRARY_PATH");
+    add_source(&line, launch->settings.nix_library_path_variable);
     add_text(&line, ")");
     write_line(&line, 2);
 }
@@ -192,25 +195,45 @@ static int has_library_path(const struct launch *launch, const char *library_pat
 {
     if (launch->secure || !length)
         return 0;
-    if (launch->settings.ld_library_path.data == 0 && launch->settings.nix_library_path_source == NIXLD_FROM_DEFAULT)
+    if (launch->settings.ld_library_path.data == 0 && !launch->settings.nix_library_path_variable.data)
         return directory_exists(library_path);
     return 1;
 }
 
-/* ---- started as a program: the loader run by hand ---- */
+/* ---- started as a program: its usage, its version, or the loader run by hand ---- */
 
-static void print_variables(const struct launch *launch)
+/* One line of nixld's own words on stdout, in three pieces. */
+static void say(const char *first, const char *second, const char *third)
 {
-    static const char text[] =
-        "usage: SHIM PROGRAM [ARGS...]  (or install SHIM as the program interpreter)\n"
-        "Starts PROGRAM through the real loader, as nix-ld does, without changing its environment.\n"
-        "It honours, for " NIXLD_SYSTEM " programs:\n"
-        "  NIX_LD_" NIXLD_SYSTEM ", NIX_LD   the real loader (default: /run/current-system/sw/share/nix-ld/lib/ld.so)\n"
-        "  NIX_LD_LIBRARY_PATH_" NIXLD_SYSTEM ", NIX_LD_LIBRARY_PATH   library directories, ':' or ','\n"
-        "      (default: /run/current-system/sw/share/nix-ld/lib), after LD_LIBRARY_PATH's\n"
-        "  NIX_LD_LOG   error, warn (default), info, debug or trace\n"
-        "Set-user-ID and set-group-ID programs ignore all of them.\n";
-    nixld_syscall3(NIXLD_SYS_write, 1, (long)text, sizeof text - 1);
+    struct line line;
+    line_begin(&line);
+    add_text(&line, first);
+    add_text(&line, second);
+    add_text(&line, third);
+    write_line(&line, 1);
+}
+
+static void usage(const struct launch *launch)
+{
+    char name[64];
+    say("usage: SHIM PROGRAM [ARG]...", "", "");
+    say("nixld's shim, a nix-ld-compatible program interpreter for ", NIXLD_SYSTEM, " programs. Put at the");
+    say("interpreter path they name (nix-ld's shim's place), it starts each of them through the real", "", "");
+    say("loader; run as SHIM PROGRAM [ARG]..., it starts PROGRAM as that loader run by hand would.", "", "");
+    say("Either way the program gets its caller's environment unchanged.", "", "");
+    say("It reads, for ", NIXLD_SYSTEM, " programs:");
+    say("  ", nixld_system_variable(name, "NIX_LD", NIXLD_SYSTEM, '_'), ", NIX_LD");
+    say("      the real loader (default: ", nixld_default_loader, ")");
+    say("  ", nixld_system_variable(name, "NIX_LD_LIBRARY_PATH", NIXLD_SYSTEM, '_'), ", NIX_LD_LIBRARY_PATH");
+    say("      library directories, separated by ':' or ',', searched after LD_LIBRARY_PATH's", "", "");
+    say("      (default: ", nixld_default_library_dir, ")");
+    say("  NIX_LD_LOG", "", "");
+    say("      error, warn (default), info, debug or trace", "", "");
+    say("The system-specific ones win; where one is not in the environment, nix-ld 1.x's spelling", "", "");
+    say("of it counts instead:", "", "");
+    say("  ", nixld_system_variable(name, "NIX_LD", NIXLD_SYSTEM, '-'), "");
+    say("  ", nixld_system_variable(name, "NIX_LD_LIBRARY_PATH", NIXLD_SYSTEM, '-'), "");
+    say("Set-user-ID and set-group-ID programs ignore all of them.", "", "");
     struct line line;
     line_begin(&line);
     add_text(&line, "Now: ");
@@ -222,8 +245,13 @@ __attribute__((noreturn)) static void run_by_hand(struct launch *launch, char *l
 {
     int argc = (int)launch->stack.start[0];
     char **argv = launch->stack.argv;
-    if (argc < 2) {
-        print_variables(launch);
+    /* No program is named so: one would be started as ./--help. */
+    if (argc < 2 || equal_strings(argv[1], "--help") || equal_strings(argv[1], "-h")) {
+        usage(launch);
+        exit_group(0);
+    }
+    if (equal_strings(argv[1], "--version") || equal_strings(argv[1], "-V")) {
+        say("nixld shim ", NIXLD_VERSION, " for " NIXLD_SYSTEM " programs");
         exit_group(0);
     }
     launch->program = argv[1];
