@@ -189,16 +189,25 @@ def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", 
     `error` says why it is not a usable loader, `fix` what to change (for a loader chosen from
     `source`)."""
     shown = f"loader {display(path)} ({source_phrase(source)})"
-    facts = {"exists": False, "target": None, "kind": "missing", "machine": None, "libc": None,
+    facts = {"exists": os.path.exists(path), "target": None, "kind": "missing", "machine": None, "libc": None,
              "libc_version": None, "libc_release": None, "options": [], "shim": None, "error": None,
              "fix": launch.loader_advice(source, expected.system, expected.machine_name)}
     if os.path.islink(path):
         facts["target"] = os.fsdecode(os.path.realpath(path))
-    if not os.path.exists(path):
+    # The verdict is `nixld run`'s own; what follows only tells what the file is instead.
+    try:
+        libc, options = launch.check_loader(path, source, expected.system, program, expected)
+    except LoaderError as error:
+        refusal = _without_suffix(error.message, ": " + facts["fix"])
+    else:
+        facts.update(kind="loader", machine=expected.machine_name, libc=libc,
+                     options=[os.fsdecode(option) for option in options], fix=None)
+        facts.update(_libc_version(path, elf.read_header(path), libc))
+        return facts
+    if not facts["exists"]:
         facts["error"] = f"{shown} does not exist" + (f" (a symbolic link to {facts['target']})"
                                                       if facts["target"] else "")
         return facts
-    facts["exists"] = True
     facts["kind"] = "other"
     try:
         header = elf.read_header(path)
@@ -222,15 +231,8 @@ def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", 
         facts["kind"] = "other-machine"
         facts["error"] = f"{shown} is for {header.machine_name} programs, not {expected.machine_name} ones"
         return facts
-    try:
-        libc, options = launch.check_loader(path, source, expected.system, program, expected)
-    except LoaderError as error:
-        facts["error"] = _without_suffix(error.message, ": " + facts["fix"])
-        facts["kind"] = _shim_kind(path, header)
-        return facts
-    facts.update(kind="loader", libc=libc, options=[os.fsdecode(option) for option in options],
-                 error=None, fix=None)
-    facts.update(_libc_version(path, header, libc))
+    facts["error"] = refusal
+    facts["kind"] = _shim_kind(path, header)
     return facts
 
 
@@ -618,17 +620,23 @@ def _program_findings(program: dict, report: dict, host: str | None):
     path = program["path"]
     quoted = shlex.quote(path)
     loader = next(entry for entry in loaders if entry["system"] == program["system"])
+    refusal = None
+    if program["plan_error"] is not None:
+        own = f"NIX_LD_{program['system']}"
+        refusal = Finding(PROBLEM, "program", program["plan_error"],
+                          launch.loader_advice(own, program["system"], program["machine"])
+                          if program["plan_error_kind"] == "ArchitectureMismatch" and program["system"] else
+                          f"see what `NIX_LD_LOG=debug nixld run --dry-run {quoted}` decides")
     if program["static"]:
+        # Another machine's static program is refused by `nixld run` all the same.
+        if refusal is not None:
+            yield refusal
         return
     if loader["usable"]:
         for message in program["plan_warnings"]:
             yield Finding(WARNING, "program", message, None)
-        if program["plan_error"] is not None:
-            own = f"NIX_LD_{program['system']}"
-            yield Finding(PROBLEM, "program", program["plan_error"],
-                          launch.loader_advice(own, program["system"], program["machine"])
-                          if program["plan_error_kind"] == "ArchitectureMismatch" and program["system"] else
-                          f"see what `NIX_LD_LOG=debug nixld run --dry-run {quoted}` decides")
+        if refusal is not None:
+            yield refusal
         if program["libc"] and loader["libc"] in ("glibc", "musl") and program["libc"] != loader["libc"]:
             yield Finding(PROBLEM, "program", f"{path} is a {program['libc']} program but its loader "
                           f"{loader['path']} ({source_phrase(loader['source'])}) is {loader['libc']}'s",

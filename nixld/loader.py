@@ -131,19 +131,12 @@ def plan_command(
         if header is None:
             return _direct_plan(program, argv, env_entries, None, log_level, decisions)
     system = header.system
-    if not elf.host_runs(header) and not _loader_configured_for(env, system, ld):
-        machine = header.machine_name
-        raise ArchitectureMismatch(
-            f"{display(program)} is {_a(machine)} program and this machine runs "
-            f"{elf.host_machine_name()} (to run it under an emulator, "
-            f"{_ask_for_a_loader(_loader_setting(system), machine)})"
-        )
-    if header.interpreter is None:
+    chosen = launch_loader(env, ld, program, header, files)
+    if chosen is None:
         decisions.append(("info", f"{display(program)} is statically linked: running it directly"))
         return _direct_plan(program, argv, env_entries, system, log_level, decisions)
 
-    loader, loader_source, traits = choose_loader(env, system, ld, program, header, files)
-    kind, loader_options = traits or check_loader(loader, loader_source, system, program, header, files)
+    loader, loader_source, kind, loader_options = chosen
     nix_dirs, nix_dirs_source = config.nix_ld_library_dirs(env, system)
     library_path = config.library_search_path(
         config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), libs, nix_dirs
@@ -429,6 +422,31 @@ def _script_plan(files: _Files, script: bytes, argv: tuple[bytes, ...], decision
                               "is a foreign program: starting the interpreter through the loader"))
     script_argv = (interpreter, *((argument,) if argument else ()), script, *argv[1:])
     return interpreter, script_argv, header, mode
+
+
+def launch_loader(env: Mapping[bytes, bytes], ld: bytes | None, program: bytes, header: elf.ElfHeader,
+                  files: _Files | None = None) -> tuple[bytes, str, str, tuple[bytes, ...]] | None:
+    """The loader `nixld run` hands `program` (whose ELF header is `header`) to, checked:
+    (loader, the setting it came from, which C library's it is, the launch options it takes),
+    or None for a statically linked program, which starts by itself. Raises
+    ArchitectureMismatch for another machine's program when no loader was named for its
+    system, LoaderError when the loader cannot start it.
+
+    The one verdict on a program's loader: run refuses the launch on it, inspect exits with
+    its status and doctor reports it as a problem."""
+    system = header.system
+    if not elf.host_runs(header) and not _loader_configured_for(env, system, ld):
+        machine = header.machine_name
+        raise ArchitectureMismatch(
+            f"{display(program)} is {_a(machine)} program and this machine runs "
+            f"{elf.host_machine_name()} (to run it under an emulator, "
+            f"{_ask_for_a_loader(_loader_setting(system), machine)})"
+        )
+    if header.interpreter is None:
+        return None
+    loader, source, traits = choose_loader(env, system, ld, program, header, files)
+    kind, options = traits or check_loader(loader, source, system, program, header, files)
+    return loader, source, kind, options
 
 
 def choose_loader(env: Mapping[bytes, bytes], system: str | None, ld: bytes | None, program: bytes,
