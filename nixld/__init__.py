@@ -41,7 +41,9 @@ def inspect(path, libs=(), *, env=None, ld=None):
     """What the program at `path` needs and where each library resolves under `nixld run`,
     without running it; returns a nixld.resolve.Inspection. Files are parsed once per process.
 
-    Raises ProgramNotFound or NotExecutable when `path` is not a readable ELF file.
+    Raises ProgramNotFound or NotExecutable when `path` is not a readable ELF file; where
+    `nixld run` would refuse to start it (its loader, another machine), the inspection says so
+    in `run_error` and `run_status`, and `exit_status` is the status `nixld inspect` gives.
     """
     from nixld.resolve import default_inspector  # start-up time: pyelftools, dataclasses
 

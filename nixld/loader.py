@@ -127,23 +127,17 @@ def plan_command(
     program = resolve_program(name, env, cwd)
     header, file_mode = _read_program(files, program)
     if header is None:
-        program, argv, header, file_mode = _script_plan(files, program, argv, decisions)
+        program, argv, header, file_mode = _script_plan(files, name, program, argv, libs, ld, decisions)
         if header is None:
             return _direct_plan(program, argv, env_entries, None, log_level, decisions)
     system = header.system
-    if not elf.host_runs(header) and not _loader_configured_for(env, system, ld):
-        machine = header.machine_name
-        raise ArchitectureMismatch(
-            f"{display(program)} is {_a(machine)} program and this machine runs "
-            f"{elf.host_machine_name()} (to run it under an emulator, "
-            f"{_ask_for_a_loader(_loader_setting(system), machine)})"
-        )
-    if header.interpreter is None:
+    chosen = launch_loader(env, ld, program, header, files)
+    if chosen is None:
+        _refuse_loader_options(libs, ld, f"{display(program)} is statically linked", "run it")
         decisions.append(("info", f"{display(program)} is statically linked: running it directly"))
         return _direct_plan(program, argv, env_entries, system, log_level, decisions)
 
-    loader, loader_source, traits = choose_loader(env, system, ld, program, header, files)
-    kind, loader_options = traits or check_loader(loader, loader_source, system, program, header, files)
+    loader, loader_source, kind, loader_options = chosen
     nix_dirs, nix_dirs_source = config.nix_ld_library_dirs(env, system)
     library_path = config.library_search_path(
         config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), libs, nix_dirs
@@ -402,10 +396,13 @@ def _read_program(files: _Files, program: bytes) -> tuple[elf.ElfHeader | None, 
     return header, mode
 
 
-def _script_plan(files: _Files, script: bytes, argv: tuple[bytes, ...], decisions: list):
-    """(program, argv, header, mode) for a #! script: the script itself, run directly (header
-    None), unless its interpreter is a foreign program, which the loader then starts as the
-    kernel would have started it: INTERPRETER [ARGUMENT] SCRIPT ARGS..."""
+def _script_plan(files: _Files, name: bytes, script: bytes, argv: tuple[bytes, ...], libs: tuple[bytes, ...],
+                 ld: bytes | None, decisions: list):
+    """(program, argv, header, mode) for a #! script. An interpreter that is a dynamically
+    linked program is planned as the program, whether its own loader exists or not, with the
+    arguments the kernel would give it: INTERPRETER [ARGUMENT] SCRIPT ARGS... Any other
+    interpreter starts the script directly (header None), as the kernel does; -L and --ld,
+    which could not apply to it, are refused."""
     shown = display(script)
     try:
         with open(files.at(script), "rb") as stream:
@@ -416,19 +413,66 @@ def _script_plan(files: _Files, script: bytes, argv: tuple[bytes, ...], decision
     argument = argument.strip(b" ")
     if not interpreter:
         raise NotExecutable(f"{shown}: its #! line names no interpreter")
+    if argv[0] != name:
+        decisions.append(("warn", f"{shown} is a #! script: argv[0] {display(argv[0])!r} is not passed on, as "
+                                  "the kernel starts a script with its interpreter's path as argv[0] and the "
+                                  "script's path after it"))
+    named = f"{shown}: its #! interpreter {display(interpreter)}"
     try:
         header, mode = _read_program(files, interpreter)
     except ProgramNotFound:
-        raise ProgramNotFound(f"{shown}: its #! interpreter {display(interpreter)} does not exist") from None
-    except LaunchError:
-        header = None  # the kernel will say what is wrong with it
-    if header is None or header.interpreter is None or os.path.exists(header.interpreter):
-        decisions.append(("info", f"{shown} is a #! script: running it directly"))
-        return script, argv, None, 0
-    decisions.append(("info", f"{shown} is a #! script whose interpreter {display(interpreter)} "
-                              "is a foreign program: starting the interpreter through the loader"))
-    script_argv = (interpreter, *((argument,) if argument else ()), script, *argv[1:])
-    return interpreter, script_argv, header, mode
+        raise ProgramNotFound(f"{named} does not exist") from None
+    except LaunchError as error:
+        # What is wrong with it is the kernel's to say, unless something was asked for it.
+        what = f"cannot be started through a loader ({error.message})"
+        _refuse_loader_options(libs, ld, f"{named} {what}", "correct the #! line, or run the script")
+    else:
+        if header is not None and header.interpreter is not None:
+            decisions.append(("info", f"{named} is a dynamically linked program: starting it through the "
+                                      f"loader, as `nixld run {display(interpreter)}"
+                                      f"{' ' + display(argument) if argument else ''} {shown}` would"))
+            script_argv = (interpreter, *((argument,) if argument else ()), script, *argv[1:])
+            return interpreter, script_argv, header, mode
+        what = "is a #! script itself" if header is None else "is statically linked"
+        _refuse_loader_options(libs, ld, f"{named} {what}",
+                               "start the program on its #! line through nixld run yourself, or run the script"
+                               if header is None else "run the script")
+    decisions.append(("info", f"{named} {what}: running the script directly"))
+    return script, argv, None, 0
+
+
+def _refuse_loader_options(libs: tuple[bytes, ...], ld: bytes | None, subject: str, remedy: str) -> None:
+    """Raise NotExecutable when -L or --ld was given for what no loader will start (`subject`
+    says what and why): they would be dropped without a word. `remedy` starts the advice,
+    which ends "without" the options given."""
+    given = " and ".join(option for option, value in (("-L", libs), ("--ld", ld)) if value)
+    if given:
+        raise NotExecutable(f"{subject}, so {given} cannot apply: {remedy} without {given}")
+
+
+def launch_loader(env: Mapping[bytes, bytes], ld: bytes | None, program: bytes, header: elf.ElfHeader,
+                  files: _Files | None = None) -> tuple[bytes, str, str, tuple[bytes, ...]] | None:
+    """The loader `nixld run` hands `program` (whose ELF header is `header`) to, checked:
+    (loader, the setting it came from, which C library's it is, the launch options it takes),
+    or None for a statically linked program, which starts by itself. Raises
+    ArchitectureMismatch for another machine's program when no loader was named for its
+    system, LoaderError when the loader cannot start it.
+
+    The one verdict on a program's loader: run refuses the launch on it, inspect exits with
+    its status and doctor reports it as a problem."""
+    system = header.system
+    if not elf.host_runs(header) and not _loader_configured_for(env, system, ld):
+        machine = header.machine_name
+        raise ArchitectureMismatch(
+            f"{display(program)} is {_a(machine)} program and this machine runs "
+            f"{elf.host_machine_name()} (to run it under an emulator, "
+            f"{_ask_for_a_loader(_loader_setting(system), machine)})"
+        )
+    if header.interpreter is None:
+        return None
+    loader, source, traits = choose_loader(env, system, ld, program, header, files)
+    kind, options = traits or check_loader(loader, source, system, program, header, files)
+    return loader, source, kind, options
 
 
 def choose_loader(env: Mapping[bytes, bytes], system: str | None, ld: bytes | None, program: bytes,

@@ -53,7 +53,9 @@ class LoaderChoice:
 @dataclass(frozen=True)
 class Inspection:
     """A program, its loader and every library the loader would load, in `ld.so --list`
-    order; `needs` indexes the libraries the program itself needs."""
+    order; `needs` indexes the libraries the program itself needs; `run_error` and
+    `run_status` are the line and the status `nixld run` would refuse the launch with (None:
+    it would start it), as loader.launch_loader decides."""
 
     path: bytes
     elf_class: int
@@ -74,6 +76,14 @@ class Inspection:
     missing: tuple[bytes, ...]
     warnings: tuple[str, ...]
     needs: tuple[int, ...] = ()
+    run_error: str | None = None
+    run_status: int | None = None
+
+    @property
+    def exit_status(self) -> int:
+        """`nixld inspect`'s status for this program: `run_status` when `nixld run` would
+        refuse to start it (`run_error` says why), else 1 when a library is missing, else 0."""
+        return max(self.run_status or 0, 1 if self.missing else 0)
 
     def as_json(self) -> dict:
         """The inspection as JSON-ready data (bytes as str, undecodable bytes escaped as
@@ -114,6 +124,8 @@ class Inspection:
             ],
             "missing": [text(name) for name in self.missing],
             "warnings": list(self.warnings),
+            "run_error": self.run_error,
+            "exit_status": self.exit_status,
         }
 
 
@@ -124,7 +136,6 @@ class Inspector:
     def __init__(self) -> None:
         self.objects = ObjectCache()
         self._facts: dict[tuple, tuple[glibc.LoaderFacts, glibc.LdCache | None]] = {}
-        self._usable_loaders: set[tuple] = set()
 
     def inspect(self, path, libs=(), *, env=None, ld=None) -> Inspection:
         """Inspect the program at `path` (found on PATH when it has no slash) as `nixld run`
@@ -141,6 +152,17 @@ class Inspector:
         system = header.system
         warnings: list[str] = []
 
+        # Static: no interpreter, and an executable or a static-pie (a PIE without one).
+        static = program.interpreter is None and (program.type == elf.ET_EXEC or bool(program.flags_1 & DF_1_PIE))
+        # `nixld run`'s verdict on the launch, reported with the rest, not in its place; a
+        # shared library (no interpreter, not static) is inspected, not launched.
+        run_error = run_status = None
+        if program.interpreter is not None or static:
+            try:
+                launch.launch_loader(env, override, program_path, header)
+            except LaunchError as error:
+                run_error, run_status = error.message, error.exit_status
+                warnings.append(run_error)
         loader_path, loader_source, _ = launch.choose_loader(env, system, override, program_path, header)
         loader_choice, facts, cache, loader_object = self._loader(loader_path, loader_source, system,
                                                                   program_path, program, env, warnings)
@@ -148,8 +170,6 @@ class Inspector:
         search_path = config.library_search_path(
             config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), libs, nix_dirs)
 
-        # Static: no interpreter, and an executable or a static-pie (a PIE without one).
-        static = program.interpreter is None and (program.type == elf.ET_EXEC or bool(program.flags_1 & DF_1_PIE))
         # Linkers before binutils 2.26 wrote no DF_1_PIE; such a PIE still has an interpreter
         # and, unlike a runnable library (libc.so.6), no SONAME.
         pie = program.type == elf.ET_DYN and (
@@ -181,6 +201,8 @@ class Inspector:
             missing=missing,
             warnings=tuple(dict.fromkeys(warnings)),
             needs=tuple(walk.program_needs),
+            run_error=run_error,
+            run_status=run_status,
         )
 
     def _load_program(self, path: bytes) -> ElfObject:
@@ -203,21 +225,14 @@ class Inspector:
         exists = os.path.exists(path)
         loader_object = None
         usable = False
-        if exists:
-            try:
-                # Reading the loader to check it is the same for every program of its machine.
-                if (path, program.abi) not in self._usable_loaders:
-                    launch.check_loader(path, source, system, program_path, program.header)
-                    self._usable_loaders.add((path, program.abi))
-                usable = True
-                loader_object = self.objects.load(path)
-            except LaunchError as error:
-                warnings.append(error.message)
-            except (OSError, ObjectError) as error:
-                warnings.append(f"loader {display(path)}: {error}")
-        else:
-            warnings.append(f"loader {display(path)} does not exist: `nixld run` would fail; "
-                            f"{launch.loader_advice(source, system, program.header.machine_name)}")
+        try:
+            launch.check_loader(path, source, system, program_path, program.header)
+            usable = True
+            loader_object = self.objects.load(path)
+        except LaunchError as error:
+            warnings.append(error.message)
+        except (OSError, ObjectError) as error:
+            warnings.append(f"loader {display(path)}: {error}")
         runnable = usable and elf.host_runs(program.header)
         facts, cache = self._loader_facts(path, program.elf_class, runnable, env)
         warnings.extend(facts.warnings)

@@ -134,7 +134,8 @@ LibraryDirs = namedtuple("LibraryDirs", "a b empty")
 
 Built = namedtuple(
     "Built",
-    "probe native_probe static_probe static_pie_probe uses_library dlopens_library library_dirs",
+    "probe native_probe static_probe static_pie_probe uses_library dlopens_library library_dirs"
+    " interpreter native_interpreter",
 )
 
 
@@ -192,8 +193,9 @@ def built(tmp_path_factory) -> Built:
             "-o", str(d / "libnixldtest.so"), source("nixldtest.c")] for d in (dirs.a, dirs.b)]
     )
     # Linked against lib-a's copy, without an rpath: at run time it must be found by search.
-    compile_all([["-o", output("uses-library"), source("uses_library.c"),
-                   f"-L{dirs.a}", "-lnixldtest", FOREIGN]])
+    compile_all([["-o", output("uses-library"), source("uses_library.c"), f"-L{dirs.a}", "-lnixldtest", FOREIGN],
+                 ["-o", output("interpreter"), source("script_interpreter.c"), f"-L{dirs.a}", "-lnixldtest", FOREIGN],
+                 ["-o", output("native-interpreter"), source("script_interpreter.c"), f"-L{dirs.a}", "-lnixldtest"]])
     return Built(
         probe=output("probe"),
         native_probe=output("native-probe"),
@@ -202,6 +204,8 @@ def built(tmp_path_factory) -> Built:
         uses_library=output("uses-library"),
         dlopens_library=output("dlopens-library"),
         library_dirs=LibraryDirs(*(str(d) for d in dirs)),
+        interpreter=output("interpreter"),
+        native_interpreter=output("native-interpreter"),
     )
 
 
@@ -239,6 +243,14 @@ def uses_library(built) -> str:
 def dlopens_library(built) -> str:
     """A foreign program that dlopen()s "libnixldtest.so" by bare name."""
     return built.dlopens_library
+
+
+@pytest.fixture(scope="session", params=["foreign", "native"])
+def script_interpreter(request, built) -> str:
+    """A #! interpreter (tests/programs/script_interpreter.c) that needs libnixldtest.so and
+    has no rpath: built foreign (its loader exists nowhere) and native (its loader is this
+    system's, which exists here but not in a NixOS-like world)."""
+    return built.interpreter if request.param == "foreign" else built.native_interpreter
 
 
 @pytest.fixture(scope="session")

@@ -200,6 +200,16 @@ def test_a_static_program_needs_no_loader(static_probe):
     assert [finding["topic"] for finding in warnings(report.document)] == ["loader"]
 
 
+def test_a_static_program_of_another_machine_is_the_problem_nixld_run_refuses_it_for(tmp_path, nixld_script):
+    """One verdict: what `nixld run` refuses (as `nixld inspect` does), doctor calls a problem."""
+    program = write_elf(tmp_path / "arm-static", machine=EM_AARCH64, interpreter=None, dynamic=False,
+                        elf_type=ET_EXEC)
+    refused = subprocess.run([nixld_script, "run", program], env=environment(), capture_output=True, timeout=TIMEOUT)
+    assert refused.returncode == 126
+    problem = the_problem(doctor_json(os.fsdecode(program)), refused.stderr.decode()[len("nixld: "):-1])
+    assert problem["fix"].startswith("set NIX_LD_aarch64_linux to the path of an aarch64 loader")
+
+
 # ---------------------------------------------------------------------------------------------
 # The loader
 

@@ -529,13 +529,70 @@ def test_a_static_program_runs_directly_and_needs_no_loader(launch, which, reque
     assert result.stdout == lines("chosen", "argv", "x")
 
 
-def test_a_script_runs_directly_and_needs_no_loader(launch, tmp_path):
-    script = tmp_path / "script"
-    script.write_text('#!/bin/sh\nprintf "%s\\n" "$0" "$@"\n')
-    script.chmod(0o755)
-    result = launch(str(script), "one", "two words", env=environment(NIX_LD=None))
+def write_script(path: Path, first_line: str, body: str = "") -> str:
+    path.write_text(f"#!{first_line}\n{body}")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_script_gets_the_arguments_the_kernel_gives_its_interpreter(launch, tmp_path):
+    script = write_script(tmp_path / "script", "/bin/sh", 'printf "%s\\n" "$0" "$@"\n')
+    result = launch(script, "one", "two words", env=environment(NIX_LD=None))
     assert (result.returncode, result.stderr) == (0, b"")
-    assert result.stdout == lines(str(script), "one", "two words")
+    assert result.stdout == lines(script, "one", "two words")
+
+
+def test_library_directories_reach_a_script_interpreter_whether_or_not_its_own_loader_exists(
+        launch, script_interpreter, library_dirs, greetings, tmp_path):
+    """The interpreter needs libnixldtest.so, which only -L names: built native, the kernel
+    could start it (and would, without the library); through nixld it gets the directory."""
+    script = write_script(tmp_path / "greet", f"{script_interpreter} -x")
+    result = launch(script, "one", "two words", env=environment(), libs=[library_dirs.a])
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == lines(greetings["lib-a"], script_interpreter, "-x", script, "one", "two words")
+    without = launch(script, env=environment())
+    assert without.returncode == 127 and MISSING_LIBRARY in without.stderr
+
+
+def test_nix_ld_library_path_alone_reaches_a_script_interpreter_as_it_reaches_the_interpreter_run_as_a_program(
+        launch, script_interpreter, library_dirs, greetings, tmp_path):
+    script = write_script(tmp_path / "greet", script_interpreter)
+    env = environment(NIX_LD_LIBRARY_PATH=library_dirs.b)
+    as_program = launch(script_interpreter, script, env=env)
+    result = launch(script, env=env)
+    assert (result.returncode, result.stderr) == (as_program.returncode, as_program.stderr) == (0, b"")
+    assert result.stdout == as_program.stdout == lines(greetings["lib-b"], script_interpreter, script)
+
+
+def test_a_script_whose_interpreter_is_static_runs_directly_unless_library_directories_are_asked_for(
+        launch, static_probe, library_dirs, tmp_path):
+    script = write_script(tmp_path / "script", f"{static_probe} argv")
+    result = launch(script, "x", env=environment(NIX_LD_LIBRARY_PATH=library_dirs.a))
+    assert (result.returncode, result.stderr, result.stdout) == (0, b"", lines(static_probe, "argv", script, "x"))
+    refused = launch(script, "x", env=environment(), libs=[library_dirs.a])
+    assert (refused.returncode, refused.stdout) == (126, b"" if launch.cli else b"NotExecutable\n")
+    text = assert_one_nixld_line(refused.stderr, script, f"its #! interpreter {static_probe} is statically linked")
+    assert text.endswith("so -L cannot apply: run the script without -L\n")
+
+
+def test_a_static_program_is_refused_library_directories(launch, static_probe, library_dirs):
+    result = launch(static_probe, "argv", env=environment(), libs=[library_dirs.a])
+    assert result.returncode == 126
+    assert_one_nixld_line(result.stderr, f"{static_probe} is statically linked, so -L cannot apply")
+
+
+def test_dry_run_of_a_script_plans_its_interpreter_as_the_program(cli, built, library_dirs, tmp_path):
+    interpreter = built.native_interpreter
+    script = write_script(tmp_path / "greet", f"{interpreter} -x")
+    result = run_cli(cli, "run", "--dry-run", "-L", library_dirs.a, script, "one")
+    assert (result.returncode, result.stderr) == (0, b"")
+    plan = json.loads(result.stdout)
+    assert (plan["program"], plan["mode"], plan["executable"]) == (interpreter, "library-path", REAL_LOADER)
+    assert plan["argv"] == [REAL_LOADER, "--library-path", f"{library_dirs.a}:{DEFAULT_LIBRARY_DIR}",
+                            "--argv0", interpreter, interpreter, "-x", script, "one"]
+    assert any(decision["message"] == f"{script}: its #! interpreter {interpreter} is a dynamically linked program: "
+               f"starting it through the loader, as `nixld run {interpreter} -x {script}` would"
+               for decision in plan["decisions"])
 
 
 def test_a_script_whose_interpreter_is_missing_fails_as_in_a_shell(launch, tmp_path):

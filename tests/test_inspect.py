@@ -846,8 +846,9 @@ def test_json_gives_every_field_with_its_type(nixld_script, inspect_tree):
     types = {"path": str, "class": int, "machine": str, "system": str, "type": str, "pie": bool,
              "entry": int, "interpreter": str, "static": bool, "needed": list, "rpath": list,
              "runpath": list, "loader": dict, "search_path": list, "libraries": list, "missing": list,
-             "warnings": list}
+             "warnings": list, "exit_status": int}
     assert {key: type(document[key]) for key in types} == types
+    assert (document["run_error"], document["exit_status"]) == (None, 0)
     entry = struct.unpack_from("<Q", program.read_bytes(), 24)[0]
     assert {key: document[key] for key in ("path", "class", "machine", "system", "type", "pie", "entry",
                                            "interpreter", "static", "needed", "rpath", "runpath", "missing")} == {
@@ -873,7 +874,7 @@ def test_json_for_a_missing_library_has_a_null_path_and_names_who_needs_it(nixld
     result = nixld_inspect(nixld_script, "--json", missing / "prog")
     assert result.returncode == 1
     document = json.loads(result.stdout)
-    assert document["missing"] == ["libgone.so"]
+    assert (document["missing"], document["exit_status"], document["run_error"]) == (["libgone.so"], 1, None)
     [gone] = [entry for entry in document["libraries"] if entry["soname"] == "libgone.so"]
     assert (gone["path"], gone["via"], gone["needed_by"]) == (None, None, [str(missing / "lib/libmiddle.so")])
 
@@ -992,10 +993,64 @@ def test_a_loader_that_is_not_a_regular_file_is_warned_of_at_once_in_the_words_o
     assert (refused.returncode, refused.stderr) == (
         126, f"nixld: loader {loader} (from NIX_LD) is not a regular file: set NIX_LD to the path of an x86_64 "
              "loader (glibc's ld.so)\n".encode())
-    assert (result.returncode, result.stderr) == (0, b"")
+    assert (result.returncode, result.stderr) == (refused.returncode, refused.stderr)
     document = json.loads(result.stdout)
     assert (document["loader"]["path"], document["loader"]["exists"]) == (str(loader), True)
-    assert refused.stderr.decode()[len("nixld: "):-1] in document["warnings"]
+    assert refused.stderr.decode()[len("nixld: "):-1] == document["run_error"]
+    assert document["run_error"] in document["warnings"]
+
+
+# What `nixld run` refuses for the loader, or for a program no loader was named for: each case
+# is (arguments before PROGRAM, the environment's changes, the program: "plain" or a hand-made
+# aarch64 one), and a static program, whose loader does not matter, is the control.
+RUN_VERDICTS = {
+    "--ld names nothing": (["--ld", "/nonexistent/ld.so"], {}, "plain"),
+    "NIX_LD names nothing": ([], {"NIX_LD": "/nonexistent/ld.so"}, "plain"),
+    "NIX_LD names a loader of another machine": ([], {"NIX_LD": "aarch64-loader"}, "plain"),
+    "NIX_LD names a program, not a loader": ([], {"NIX_LD": "/usr/bin/true"}, "plain"),
+    "nothing names a loader for another machine's program": ([], {}, "aarch64-program"),
+    "a static program with NIX_LD naming nothing": ([], {"NIX_LD": "/nonexistent/ld.so"}, "static"),
+}
+
+
+@pytest.mark.parametrize("case", RUN_VERDICTS)
+def test_inspect_exits_with_the_status_and_the_line_of_nixld_run_and_still_gives_its_report(
+        nixld_script, inspect_tree, static_probe, tmp_path, case):
+    """One verdict: where `nixld run` would refuse the launch, inspect exits with run's status
+    and says run's line on stderr, after which its report (text, tree or JSON) still says why."""
+    options, changes, which = RUN_VERDICTS[case]
+    made = {"aarch64-loader": lambda: write_loader(tmp_path / "ld-linux-aarch64.so.1", machine=EM_AARCH64),
+            "aarch64-program": lambda: write_dynamic_elf(tmp_path / "arm-tool", machine=EM_AARCH64,
+                                                         interpreter=b"/lib/ld-linux-aarch64.so.1")}
+    env = environment(**{name: os.fsdecode(made[value]()) if value in made else value
+                         for name, value in changes.items()})
+    program = os.fsdecode({"plain": lambda: inspect_tree.root / "plain", "static": lambda: static_probe}.get(
+        which, made.get(which))())
+    ran = subprocess.run([nixld_script, "run", *options, program, "exit", "0"], env=env, capture_output=True,
+                         timeout=TIMEOUT)
+    refused = ran.returncode != 0
+    assert ran.returncode == (0 if which == "static" else 126), ran.stderr
+    for output in ([], ["--tree"], ["--json"]):
+        result = nixld_inspect(nixld_script, *output, *options, program, env=env)
+        assert (result.returncode, result.stderr) == (ran.returncode, ran.stderr if refused else b"")
+        assert program in result.stdout.decode()
+    document = json.loads(result.stdout)
+    run_error = ran.stderr.decode()[len("nixld: "):-1] if refused else None
+    assert (document["run_error"], document["exit_status"]) == (run_error, ran.returncode)
+    report = nixld_inspect(nixld_script, *options, program, env=env).stdout.decode()
+    assert (f"  nixld run    refuses it (exit status 126): {run_error}\n" in report) == refused
+    assert f"warning: {run_error}" not in report
+
+
+def test_the_inspection_carries_run_s_verdict_with_its_status(tmp_path, inspect_tree):
+    absent = tmp_path / "no-such-ld.so"
+    inspection = inspect(inspect_tree.root / "plain", NIX_LD=str(absent))
+    with pytest.raises(nixld.LoaderError) as raised:
+        nixld.plan_launch(inspect_tree.root / "plain", env=environment(NIX_LD=str(absent)))
+    assert (inspection.run_error, inspection.run_status) == (raised.value.message, raised.value.exit_status)
+    assert inspection.exit_status == 126
+    fine = inspect(inspect_tree.root / "plain")
+    assert (fine.run_error, fine.run_status, fine.exit_status) == (None, None, 0)
 
 
 def test_of_two_ld_library_path_entries_the_command_line_searches_the_last_as_the_loader_does(

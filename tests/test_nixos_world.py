@@ -64,15 +64,18 @@ class World:
         """Python, started the only way it can start in the world: through the loader copy."""
         return [self.loader, sys.executable, *args]
 
-    def nixld_run(self, via: str, program: str, *args: str) -> list:
-        """A command that runs `program args` through nixld, entered by `via`."""
+    def nixld_run(self, via: str, program: str, *args: str, libs: tuple[str, ...] = ()) -> list:
+        """A command that runs `program args` through nixld, entered by `via`, with the extra
+        library directories `libs`."""
+        options = [word for directory in libs for word in ("-L", directory)]
         if via == "python -m nixld":
-            return self.python("-m", "nixld", "run", program, *args)
+            return self.python("-m", "nixld", "run", *options, program, *args)
         if via == "nixld script":
-            return self.python(self.nixld_script, "run", program, *args)
+            return self.python(self.nixld_script, "run", *options, program, *args)
         assert via == "exec_foreign"
-        code = "import sys, nixld\nnixld.exec_foreign(sys.argv[1], argv=sys.argv[2:])"
-        return self.python("-c", code, program, os.path.basename(program), *args)
+        code = ("import sys, nixld\n"
+                "nixld.exec_foreign(sys.argv[1], sys.argv[2].split(':') if sys.argv[2] else (), argv=sys.argv[3:])")
+        return self.python("-c", code, program, ":".join(libs), program, *args)
 
     def run(self, *jobs: dict) -> list[Result]:
         """Run the jobs ({"argv", "env", "input"}) in the world, in order; their results."""
@@ -175,6 +178,26 @@ def test_a_script_whose_interpreter_is_a_debian_program_runs_through_nixld(world
     assert direct.errno == errno.ENOENT
     assert (through_nixld.returncode, through_nixld.stderr) == (0, b"")
     assert through_nixld.stdout == f"{script} says hi (unset)\n".encode()
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_library_directories_reach_a_script_interpreter_whose_loader_is_the_hidden_one(world, built, library_dirs,
+                                                                                      greetings, tmp_path, via):
+    """The same script and command as on the host (test_end_to_end.py): its interpreter, built
+    for /lib64's loader, needs a library only -L names, in a world where that loader is gone."""
+    interpreter = built.native_interpreter
+    script = tmp_path / "greet"
+    script.write_text(f"#!{interpreter} -x\n")
+    script.chmod(0o755)
+    direct, with_directory, without = world.run(
+        {"argv": [str(script), "one"]},
+        {"argv": world.nixld_run(via, str(script), "one", libs=(library_dirs.a,))},
+        {"argv": world.nixld_run(via, str(script), "one")},
+    )
+    assert direct.errno == errno.ENOENT
+    assert (with_directory.returncode, with_directory.stderr) == (0, b"")
+    assert with_directory.stdout == f"{greetings['lib-a']}\n{interpreter}\n-x\n{script}\none\n".encode()
+    assert without.returncode == 127 and b"libnixldtest.so: cannot open shared object file" in without.stderr
 
 
 @pytest.mark.parametrize("via", VIAS)

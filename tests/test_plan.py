@@ -197,30 +197,120 @@ def test_a_static_program_runs_directly_with_the_environment_untouched(tmp_path)
     assert launch.env == environment_entries(env)
 
 
-def test_a_script_runs_directly(tmp_path):
-    script = tmp_path / "script"
-    script.write_bytes(b"#!/bin/sh\necho hi\n")
-    script.chmod(0o755)
-    launch = plan(script, {})
-    assert (launch.mode, launch.executable) == (MODE_DIRECT, os.fsencode(script))
+def write_script(path: Path, line: bytes, mode: int = 0o755) -> bytes:
+    """A script whose first line is `#!` `line`; returns its path as bytes."""
+    path.write_bytes(b"#!" + line + b"\necho hi\n")
+    path.chmod(mode)
+    return os.fsencode(path)
 
 
-def test_a_script_whose_interpreter_is_foreign_runs_the_interpreter_through_the_loader(tmp_path, loader):
-    interpreter = write_elf(tmp_path / "foreign-python")
-    script = tmp_path / "tool.py"
-    script.write_bytes(b"#!" + interpreter + b"  -u  \nprint('hi')\n")
-    script.chmod(0o755)
-    launch = plan(script, {b"NIX_LD": loader}, argv=[b"tool", b"arg"])
-    assert (launch.mode, launch.program) == (MODE_LIBRARY_PATH, interpreter)
-    assert launch.argv[-4:] == (interpreter, b"-u", os.fsencode(script), b"arg")
-    assert launch.argv[launch.argv.index(b"--argv0") + 1] == interpreter
+def same_launch(launch) -> tuple:
+    """What a plan does, without the words that explain it."""
+    return (launch.program, launch.executable, launch.argv, launch.env, launch.mode, launch.system,
+            launch.loader, launch.loader_source, launch.library_path)
 
 
-def test_a_script_whose_interpreter_runs_natively_is_executed_directly(tmp_path):
-    script = tmp_path / "tool.sh"
-    script.write_bytes(b"#!/bin/sh -e\necho hi\n")
-    script.chmod(0o755)
-    assert plan(script, {}).mode == MODE_DIRECT
+@pytest.fixture(params=["its own loader exists", "its own loader exists nowhere"])
+def interpreter(request, tmp_path, loader):
+    """A dynamically linked interpreter, whose PT_INTERP names an existing loader (as a
+    distribution's python3 does on that distribution) or one that exists nowhere (as on NixOS)."""
+    own_loader = loader if request.param == "its own loader exists" else b"/nix/store/0-glibc/lib/ld.so"
+    return write_elf(tmp_path / "python", interpreter=own_loader)
+
+
+@pytest.mark.parametrize("libs", [[], ["/extra"]], ids=["no -L", "-L"])
+@pytest.mark.parametrize("settings", [{}, {b"NIX_LD_LIBRARY_PATH": b"/nix/lib", b"LD_LIBRARY_PATH": b"/mine"}],
+                         ids=["no library variables", "NIX_LD_LIBRARY_PATH and LD_LIBRARY_PATH"])
+def test_a_script_is_planned_as_its_dynamically_linked_interpreter_named_as_the_program_would_be(
+        tmp_path, loader, interpreter, libs, settings):
+    """`nixld run [-L DIR] SCRIPT ARGS` is `nixld run [-L DIR] INTERPRETER [ARGUMENT] SCRIPT ARGS`,
+    the arguments the kernel gives a script's interpreter: -L, NIX_LD_LIBRARY_PATH and the rest
+    reach the interpreter whether or not its own loader exists, as they reach any program."""
+    script = write_script(tmp_path / "tool.py", interpreter + b"  -u  ")
+    env = {b"NIX_LD": loader, **settings}
+    launch = plan(script, env, libs=libs, argv=[script, b"arg", b""])
+    as_program = plan(interpreter, env, libs=libs, argv=[interpreter, b"-u", script, b"arg", b""])
+    assert same_launch(launch) == same_launch(as_program)
+    assert launch.library_path == (*([b"/mine"] if settings else []), *map(os.fsencode, libs),
+                                   *([b"/nix/lib"] if settings else [os.path.dirname(DEFAULT_LOADER)]))
+    assert launch.argv == (loader, b"--library-path", b":".join(launch.library_path), b"--argv0", interpreter,
+                           interpreter, b"-u", script, b"arg", b"")
+    assert any(f"its #! interpreter {os.fsdecode(interpreter)} is a dynamically linked program: starting it "
+               "through the loader" in message for message in levels(launch.decisions, "info"))
+
+
+def test_a_script_named_with_another_argv0_is_warned_that_the_kernels_argv_has_no_place_for_it(
+        tmp_path, loader, interpreter):
+    script = write_script(tmp_path / "tool.py", interpreter)
+    launch = plan(script, {b"NIX_LD": loader}, argv=[b"chosen-name", b"arg"])
+    assert launch.argv[-3:] == (interpreter, script, b"arg")
+    assert any("argv[0] 'chosen-name' is not passed on" in message for message in levels(launch.decisions, "warn"))
+    assert not levels(plan(script, {b"NIX_LD": loader}, argv=[script, b"arg"]).decisions, "warn")
+
+
+def _static_interpreter(tmp: Path) -> bytes:
+    return write_elf(tmp / "busybox", interpreter=None, dynamic=False, elf_type=ET_EXEC)
+
+
+def _script_interpreter(tmp: Path) -> bytes:
+    return write_script(tmp / "wrapper.sh", b"/bin/sh")
+
+
+def _text_interpreter(tmp: Path) -> bytes:
+    (tmp / "notes").write_bytes(b"not a program\n")
+    (tmp / "notes").chmod(0o755)
+    return os.fsencode(tmp / "notes")
+
+
+# Interpreters no loader starts: what the plan says of each.
+NO_LOADER_FOR = {
+    "statically linked": (_static_interpreter, "is statically linked"),
+    "static-pie": (lambda tmp: write_elf(tmp / "static-pie", interpreter=None), "is statically linked"),
+    "a #! script": (_script_interpreter, "is a #! script itself"),
+    "not ELF": (_text_interpreter, "cannot be started through a loader"),
+    "not executable": (lambda tmp: write_elf(tmp / "python", mode=0o644), "cannot be started through a loader"),
+}
+
+
+@pytest.mark.parametrize("kind", NO_LOADER_FOR)
+def test_a_script_whose_interpreter_no_loader_starts_runs_directly_when_nothing_asks_for_one(tmp_path, loader, kind):
+    make, what = NO_LOADER_FOR[kind]
+    interpreter = make(tmp_path)
+    script = write_script(tmp_path / "tool", interpreter)
+    env = {b"NIX_LD": loader, b"NIX_LD_LIBRARY_PATH": b"/nix/lib"}  # the setting of every session
+    launch = plan(script, env, argv=[script, b"arg"])
+    assert (launch.mode, launch.executable, launch.argv, launch.loader) == (MODE_DIRECT, script, (script, b"arg"), None)
+    assert launch.env == environment_entries(env)
+    assert any(f"its #! interpreter {os.fsdecode(interpreter)} {what}" in message and "running the script directly"
+               in message for message in levels(launch.decisions, "info"))
+
+
+@pytest.mark.parametrize("kind", NO_LOADER_FOR)
+@pytest.mark.parametrize("asked, options", [({"libs": ["/extra"]}, "-L"), ({"ld": "LOADER"}, "--ld"),
+                                            ({"libs": ["/extra"], "ld": "LOADER"}, "-L and --ld")])
+def test_a_script_whose_interpreter_no_loader_starts_is_refused_what_would_not_apply(tmp_path, loader, kind, asked,
+                                                                                      options):
+    make, what = NO_LOADER_FOR[kind]
+    interpreter = make(tmp_path)
+    script = write_script(tmp_path / "tool", interpreter)
+    asked = {name: loader if value == "LOADER" else value for name, value in asked.items()}
+    with pytest.raises(nixld.NotExecutable) as raised:
+        plan(script, {b"NIX_LD": loader}, **asked)
+    assert raised.value.exit_status == 126
+    message = raised.value.message
+    assert message.startswith(f"{os.fsdecode(script)}: its #! interpreter {os.fsdecode(interpreter)} {what}")
+    assert f", so {options} cannot apply: " in message and message.endswith(f" without {options}")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("asked, options", [({"libs": ["/extra"]}, "-L"), ({"ld": "LOADER"}, "--ld")])
+def test_a_static_program_is_refused_library_directories_or_a_loader(tmp_path, loader, asked, options):
+    static = write_elf(tmp_path / "static", interpreter=None, dynamic=False, elf_type=ET_EXEC)
+    asked = {name: loader if value == "LOADER" else value for name, value in asked.items()}
+    with pytest.raises(nixld.NotExecutable) as raised:
+        plan(static, {b"NIX_LD": loader}, **asked)
+    assert raised.value.message == (f"{os.fsdecode(static)} is statically linked, so {options} cannot apply: "
+                                    f"run it without {options}")
 
 
 def test_a_script_whose_interpreter_is_missing_names_it(tmp_path):

@@ -17,7 +17,9 @@ def main(args: list[str]) -> int:
                     "loader would resolve it under `nixld run`, without running PROGRAM.",
         epilog="exit status: 0 when every library resolves, 1 when one is missing or the output "
                "could not be written, 127 when a PROGRAM is not found, 126 when it is not an ELF "
-               "file that can be read, 2 for a usage error.",
+               "file that can be read or when `nixld run` would refuse to start it (its loader is "
+               "missing or unusable, or it is another machine's program and no loader is named for "
+               "its system; the report is still given), 2 for a usage error.",
     )
     parser.add_argument("programs", metavar="PROGRAM", nargs="+", help="a program or shared library")
     parser.add_argument("-L", "--library-path", dest="libs", metavar="DIR", action="append", default=[],
@@ -46,7 +48,9 @@ def main(args: list[str]) -> int:
             status = max(status, error.exit_status)
             documents.append({"path": program, "error": error.message, "exit_status": error.exit_status})
             continue
-        status = max(status, 1 if inspection.missing else 0)
+        if inspection.run_error is not None:
+            write_error(inspection.run_error)  # what `nixld run` would end with; the report follows
+        status = max(status, inspection.exit_status)
         if options.json:
             documents.append(inspection.as_json())
         else:
@@ -71,6 +75,8 @@ def _report(inspection) -> str:
     loader = inspection.loader
     source = config.source_phrase(loader.source)
     lines.append(f"  loader       {text(loader.path)} ({source}{'' if loader.exists else ', missing'})")
+    if inspection.run_error is not None:
+        lines.append(f"  nixld run    refuses it (exit status {inspection.run_status}): {inspection.run_error}")
     lines.append(f"  search path  {text(b':'.join(inspection.search_path)) or '(empty)'}"
                  "  (LD_LIBRARY_PATH, -L, NIX_LD_LIBRARY_PATH)")
     for name, entries in (("rpath", inspection.rpath), ("runpath", inspection.runpath)):
@@ -86,7 +92,7 @@ def _report(inspection) -> str:
                 lines.append(f"    {text(library.soname):{width}}  not found (needed by {needed_by})")
             else:
                 lines.append(f"    {text(library.soname):{width}}  {text(library.path)} ({library.via})")
-    lines.extend(f"  warning: {warning}" for warning in inspection.warnings)
+    lines.extend(f"  warning: {warning}" for warning in inspection.warnings if warning != inspection.run_error)
     return "\n".join(lines) + "\n\n"
 
 

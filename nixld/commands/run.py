@@ -18,7 +18,9 @@ RUN_HELP = f"""\
 {RUN_USAGE}
 
 Run PROGRAM through the real dynamic loader, with the library path on the loader's command
-line: neither PROGRAM nor its children see a changed LD_LIBRARY_PATH.
+line: neither PROGRAM nor its children see a changed LD_LIBRARY_PATH. A #! script whose
+interpreter is a dynamically linked program runs as `nixld run INTERPRETER [ARG] SCRIPT ARG...`
+would; a static program, or a script with any other interpreter, runs directly.
 
 options:
   -L DIR, --library-path DIR  also search DIR for libraries (after LD_LIBRARY_PATH's
@@ -42,7 +44,8 @@ which sets NIX_LD and NIX_LD_LIBRARY_PATH), or set NIX_LD to your glibc's ld.so,
   export NIX_LD=$(cat "$(nix eval --raw nixpkgs#stdenv.cc)/nix-support/dynamic-linker")
 
 exit status: the program's own; 127 when PROGRAM is not found, 126 when it cannot be
-executed, 2 for a usage error, 1 when --dry-run's plan could not be written.
+executed (or not as asked: -L or --ld for what runs directly), 2 for a usage error, 1 when
+--dry-run's plan could not be written.
 """
 
 

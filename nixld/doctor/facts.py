@@ -121,16 +121,25 @@ def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", 
     `error` says why it is not a usable loader, `fix` what to change (for a loader chosen from
     `source`)."""
     shown = f"loader {display(path)} ({config.source_phrase(source)})"
-    facts = {"exists": False, "target": None, "kind": "missing", "machine": None, "libc": None,
+    facts = {"exists": os.path.exists(path), "target": None, "kind": "missing", "machine": None, "libc": None,
              "libc_version": None, "libc_release": None, "options": [], "shim": None, "error": None,
              "fix": launch.loader_advice(source, expected.system, expected.machine_name)}
     if os.path.islink(path):
         facts["target"] = os.fsdecode(os.path.realpath(path))
-    if not os.path.exists(path):
+    # The verdict is `nixld run`'s own; what follows only tells what the file is instead.
+    try:
+        libc, options = launch.check_loader(path, source, expected.system, program, expected)
+    except LoaderError as error:
+        refusal = error
+    else:
+        facts.update(kind="loader", machine=expected.machine_name, libc=libc,
+                     options=[os.fsdecode(option) for option in options], fix=None)
+        facts.update(_libc_version(path, elf.read_header(path), libc))
+        return facts
+    if not facts["exists"]:
         facts["error"] = f"{shown} does not exist" + (f" (a symbolic link to {facts['target']})"
                                                       if facts["target"] else "")
         return facts
-    facts["exists"] = True
     facts["kind"] = "other"
     try:
         header = elf.read_header(path)
@@ -154,16 +163,9 @@ def identify(path: bytes, expected: elf.ElfHeader, source: str = "interpreter", 
         facts["kind"] = "other-machine"
         facts["error"] = f"{shown} is for {header.machine_name} programs, not {expected.machine_name} ones"
         return facts
-    try:
-        libc, options = launch.check_loader(path, source, expected.system, program, expected)
-    except LoaderError as error:
-        facts["error"] = f"{shown} {error.reason}"
-        facts["fix"] = error.advice or facts["fix"]
-        facts["kind"] = _shim_kind(path, header)
-        return facts
-    facts.update(kind="loader", libc=libc, options=[os.fsdecode(option) for option in options],
-                 error=None, fix=None)
-    facts.update(_libc_version(path, header, libc))
+    facts["error"] = f"{shown} {refusal.reason}"
+    facts["fix"] = refusal.advice or facts["fix"]
+    facts["kind"] = _shim_kind(path, header)
     return facts
 
 

@@ -168,17 +168,23 @@ def _program_findings(program: dict, report: dict, host: str | None):
     path = program["path"]
     quoted = shlex.quote(path)
     loader = next(entry for entry in loaders if entry["system"] == program["system"])
+    refusal = None
+    if program["plan_error"] is not None:
+        own = f"NIX_LD_{program['system']}"
+        refusal = Finding(PROBLEM, "program", program["plan_error"],
+                          launch.loader_advice(own, program["system"], program["machine"])
+                          if program["plan_error_kind"] == "ArchitectureMismatch" and program["system"] else
+                          f"see what `NIX_LD_LOG=debug nixld run --dry-run {quoted}` decides")
     if program["static"]:
+        # Another machine's static program is refused by `nixld run` all the same.
+        if refusal is not None:
+            yield refusal
         return
     if loader["usable"]:
         for message in program["plan_warnings"]:
             yield Finding(WARNING, "program", message, None)
-        if program["plan_error"] is not None:
-            own = f"NIX_LD_{program['system']}"
-            yield Finding(PROBLEM, "program", program["plan_error"],
-                          launch.loader_advice(own, program["system"], program["machine"])
-                          if program["plan_error_kind"] == "ArchitectureMismatch" and program["system"] else
-                          f"see what `NIX_LD_LOG=debug nixld run --dry-run {quoted}` decides")
+        if refusal is not None:
+            yield refusal
         if program["libc"] and loader["libc"] in ("glibc", "musl") and program["libc"] != loader["libc"]:
             yield Finding(PROBLEM, "program", f"{path} is a {program['libc']} program but its loader "
                           f"{loader['path']} ({config.source_phrase(loader['source'])}) is {loader['libc']}'s",
