@@ -6,10 +6,17 @@ launcher (nixld/shim/launcher.c) with the settings written into it; `nix`, a
 writeShellScriptBin expression, and `envrc`, direnv lines, both setting NIX_LD and
 NIX_LD_LIBRARY_PATH as nix-ld users write them (for a program started by nix-ld or nixld's
 shim at its interpreter path). No Python and no compiler run when the wrapper is used.
+
+Every path a wrapper holds is absolute, read from the current directory at wrap time, as
+`nixld run` would read it then. `wrap_in_place` follows nixpkgs' wrapProgram: the program
+moves to `.NAME-wrapped` beside it and the sh or binary wrapper takes its name, so that a
+program that finds its files beside itself (through argv[0], or /proc/self/exe with the
+binary format) still finds them; `undo_in_place` puts it back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -17,8 +24,8 @@ import stat
 import tempfile
 from collections import namedtuple
 
-from nixld import shims
-from nixld.errors import NixLdError, NotExecutable, display
+from nixld import config, shims
+from nixld.errors import NixLdError, NotExecutable, ProgramNotFound, display
 from nixld.loader import (
     MODE_DIRECT,
     MODE_LIBRARY_PATH,
@@ -33,11 +40,17 @@ SETTINGS_MARK = b"NIXLD-LAUNCHER-SETTINGS-1\0"
 SETTINGS_SIZE = 32768
 
 FORMATS = ("sh", "binary", "nix", "envrc")
+# nix and envrc set variables for a program started by itself: they cannot take its place.
+IN_PLACE_FORMATS = ("sh", "binary")
+
+# A wrapper is small (the launcher is some 45 KiB): a larger file is not read to find out.
+_WRAPPER_SIZE_LIMIT = 1 << 20
 
 WrapSettings = namedtuple("WrapSettings", "loader directories program argv0 takes_argv0")
-WrapSettings.__doc__ = """What a wrapper starts: `loader` (bytes), the library `directories` fixed at
-wrap time (-L, then the NIX_LD directories), `program` (an absolute path), `argv0` (bytes, or
-None for the wrapper's own argv[0]) and whether the loader `takes_argv0`."""
+WrapSettings.__doc__ = """What a wrapper starts: `loader` (an absolute path), the library
+`directories` fixed at wrap time (-L, then the NIX_LD directories; absolute), `program` (an
+absolute path), `argv0` (bytes, or None for the wrapper's own argv[0]) and whether the loader
+`takes_argv0`."""
 
 
 class WrapError(NixLdError):
@@ -59,8 +72,21 @@ def wrap_settings(program: bytes, libs: tuple[bytes, ...], ld: bytes | None, arg
                             f"{display(plan.program)} instead")
     if plan.mode != MODE_LIBRARY_PATH:
         raise NotExecutable(f"loader {display(plan.loader)} has no --library-path option, which a wrapper needs")
-    return WrapSettings(plan.loader, plan.library_path, os.path.abspath(plan.program), argv0,
-                        b"--argv0" in plan.argv)
+    # The loader splits the path on ":" and ";" and reads an empty entry as the current
+    # directory, a relative one from it: from wherever the wrapper is started. nixld reads
+    # an empty entry as none (config.split_ld_library_path) and a relative one from here.
+    directories = config.split_ld_library_path(b":".join(plan.library_path))
+    return WrapSettings(absolute(plan.loader), config.library_search_path(map(absolute, directories)),
+                        absolute(plan.program), argv0, b"--argv0" in plan.argv)
+
+
+def absolute(path: bytes) -> bytes:
+    """`path` read from the current directory, as the kernel and the loader read it now: only
+    "." components and repeated slashes are dropped, never ".." (which may follow a symbolic
+    link)."""
+    if not path.startswith(b"/"):
+        path = os.getcwdb() + b"/" + path
+    return b"/" + b"/".join(part for part in path.split(b"/") if part not in (b"", b"."))
 
 
 def launcher_bytes(settings: WrapSettings, launcher_file: str | None = None) -> bytes:
@@ -79,6 +105,25 @@ def launcher_bytes(settings: WrapSettings, launcher_file: str | None = None) -> 
         raise WrapError(f"the settings take {len(payload)} bytes; the launcher holds {SETTINGS_SIZE}: "
                         "use fewer or shorter library directories")
     return launcher[:start] + payload + launcher[start + len(payload):]
+
+
+def launcher_settings(data: bytes) -> WrapSettings | None:
+    """The settings launcher_bytes wrote into `data`, a launcher's bytes; None when it is not
+    a launcher with settings."""
+    start = data.find(SETTINGS_MARK)
+    if start < 0 or data.find(SETTINGS_MARK, start + 1) >= 0:
+        return None
+    fields = data[start + len(SETTINGS_MARK):start + SETTINGS_SIZE].split(b"\0")
+    if len(fields) < 6:
+        return None
+    loader, directories, program, argv0, takes_argv0 = fields[:5]
+    if not loader or not program or takes_argv0 not in (b"0", b"1"):
+        return None
+    return WrapSettings(loader, _fixed_directories(directories), program, argv0 or None, takes_argv0 == b"1")
+
+
+def _fixed_directories(joined: bytes) -> tuple[bytes, ...]:
+    return tuple(joined.split(b":")) if joined else ()
 
 
 def shell_quote(value: bytes) -> bytes:
@@ -100,17 +145,60 @@ def sh_script(settings: WrapSettings) -> bytes:
     return b"#!/bin/sh\n" + b" ".join(words) + b"\n"
 
 
+# sh_script's words: a shell_quote'd value, and the script as it writes it.
+_QUOTED = rb"'[^']*'(?:\\''[^']*')*"
+_SH_SCRIPT = re.compile(
+    rb'#!/bin/sh\nexec (?P<loader>%(q)s) --library-path '
+    rb'(?:"\$\{LD_LIBRARY_PATH:\+\$LD_LIBRARY_PATH:\}"(?P<directories>%(q)s)|"\$\{LD_LIBRARY_PATH\}")'
+    rb'(?P<takes_argv0> --argv0 (?:(?P<argv0>%(q)s)|"\$0"))? (?P<program>%(q)s) "\$@"\n' % {b"q": _QUOTED})
+
+
+def sh_settings(script: bytes) -> WrapSettings | None:
+    """The settings sh_script wrote `script` from; None when it is not such a script."""
+    match = _SH_SCRIPT.fullmatch(script)
+    if match is None:
+        return None
+    loader, directories, argv0, program = (
+        None if word is None else word[1:-1].replace(b"'\\''", b"'")
+        for word in match.group("loader", "directories", "argv0", "program"))
+    settings = WrapSettings(loader, _fixed_directories(directories or b""), program, argv0,
+                            match.group("takes_argv0") is not None)
+    # Only a script sh_script would write, byte for byte, is one.
+    return settings if sh_script(settings) == script else None
+
+
+def read_wrapper(path: bytes) -> WrapSettings | None:
+    """The settings of the sh or binary wrapper at `path`; None when `path` is not one (or
+    cannot be read)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO's open would wait for a writer
+            return None
+        with open(path, "rb") as stream:
+            if os.fstat(stream.fileno()).st_size > _WRAPPER_SIZE_LIMIT:
+                return None
+            data = stream.read(_WRAPPER_SIZE_LIMIT + 1)
+    except OSError:
+        return None
+    return launcher_settings(data) if data.startswith(b"\x7fELF") else sh_settings(data)
+
+
 def nix_string(value: bytes) -> bytes:
     """`value` as a double-quoted Nix string."""
     escaped = value.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"${", b"\\${")
     return b'"' + escaped.replace(b"\n", b"\\n").replace(b"\r", b"\\r").replace(b"\t", b"\\t") + b'"'
 
 
+def nix_command_name(program: bytes) -> bytes:
+    """The name of the nix format's command for `program`: its file name, in the characters
+    a store path's name may hold."""
+    return re.sub(rb"[^A-Za-z0-9+._?=-]", b"-", os.path.basename(program)).lstrip(b".") or b"program"
+
+
 def nix_expression(settings: WrapSettings) -> bytes:
     """A Nix expression for a command named after the program that sets NIX_LD and
     NIX_LD_LIBRARY_PATH and starts the program, which nix-ld (or nixld's shim) at its
     interpreter path then hands to that loader."""
-    name = re.sub(rb"[^A-Za-z0-9+._?=-]", b"-", os.path.basename(settings.program)).lstrip(b".") or b"program"
+    name = nix_command_name(settings.program)
     script = (b"export NIX_LD=" + shell_quote(settings.loader) + b"\n"
               + b"export NIX_LD_LIBRARY_PATH=" + shell_quote(b":".join(settings.directories)) + b"\n"
               + b"exec " + shell_quote(settings.program) + b' "$@"\n')
@@ -129,42 +217,77 @@ def envrc_lines(settings: WrapSettings) -> bytes:
 RENDERERS = {"sh": sh_script, "binary": launcher_bytes, "nix": nix_expression, "envrc": envrc_lines}
 
 
-def default_output(fmt: str, program: bytes) -> bytes:
-    """Where a wrapper goes without -o: the program's name here (sh, binary), NAME.nix, .envrc."""
+def output_path(fmt: str, program: bytes, output: bytes | None) -> bytes:
+    """Where the wrapper of `program` goes: `output`, or into it when it is a directory (as cp
+    and install read one); without it, here: the program's name (sh, binary), NAME.nix or .envrc."""
     name = os.path.basename(program)
-    return {"nix": name + b".nix", "envrc": b".envrc"}.get(fmt, name)
+    name = {"nix": name + b".nix", "envrc": b".envrc"}.get(fmt, name)
+    if output is None:
+        return name
+    return os.path.join(output, name) if os.path.isdir(output) else output
 
 
 def write_atomically(output: bytes, data: bytes, force: bool, mode: int = 0o755) -> None:
     """Write `data` to `output` (with `mode`) all at once: through a temporary file in the same
     directory, so that an interrupted wrap leaves nothing half-written; an existing `output`
-    is replaced only when `force`."""
-    directory = os.path.dirname(os.path.abspath(output)) or b"."
+    is replaced only when `force`, and never when it is a directory."""
     shown = display(output)
+    if os.path.isdir(output):
+        raise WrapError(f"{shown} is a directory: give -o another path")
     if os.path.lexists(output) and not force:
         raise WrapError(f"{shown} exists: give --force to replace it")
-    try:
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=b".nixld-wrap-")
-    except OSError as error:
-        raise WrapError(f"cannot write {shown}: {error.strerror}") from error
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            os.fchmod(stream.fileno(), mode)
+    temporary = _write_temporary(output, data, mode)
+    with _removed_on_failure(temporary, shown):
         if force:
             os.replace(temporary, output)
         else:
-            os.link(temporary, output)  # fails, rather than replaces, if `output` appeared meanwhile
+            try:
+                os.link(temporary, output)  # fails, rather than replaces, if `output` appeared meanwhile
+            except FileExistsError:
+                raise WrapError(f"{shown} exists: give --force to replace it") from None
             os.unlink(temporary)
-    except FileExistsError:
-        _remove(temporary)
-        raise WrapError(f"{shown} exists: give --force to replace it") from None
+
+
+def _write_temporary(destination: bytes, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> bytes:
+    """A new file in the directory of `destination`, the path it is to take, holding `data`
+    with `mode` (and `owner`'s user and group IDs, when given). Raises WrapError naming
+    `destination`, and then leaves nothing behind."""
+    shown = display(destination)
+    try:
+        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(absolute(destination)), prefix=b".nixld-wrap-")
+    except OSError as error:
+        raise WrapError(f"cannot write {shown}: {error.strerror}") from error
+    with _removed_on_failure(temporary, shown), os.fdopen(fd, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        status = os.fstat(fd)
+        if owner is not None and owner != (status.st_uid, status.st_gid):
+            _give_owner(fd, owner, shown)
+        os.fchmod(fd, mode)
+        os.fsync(fd)  # whole on disk before a rename puts it in the place of a program
+    return temporary
+
+
+@contextlib.contextmanager
+def _removed_on_failure(temporary: bytes, shown: str):
+    """Remove the file `temporary` when the block fails, an interrupt too; an OSError becomes
+    the WrapError "cannot write `shown`"."""
+    try:
+        yield
     except OSError as error:
         _remove(temporary)
         raise WrapError(f"cannot write {shown}: {error.strerror}") from error
-    except BaseException:  # an interrupt, too, leaves no temporary file behind
+    except BaseException:
         _remove(temporary)
         raise
+
+
+def _give_owner(fd: int, owner: tuple[int, int], shown: str) -> None:
+    try:
+        os.fchown(fd, *owner)
+    except PermissionError as error:
+        raise WrapError(f"cannot give the wrapper at {shown} the program's owner and group (user ID {owner[0]}, "
+                        f"group ID {owner[1]}): {error.strerror}: wrap it as its owner, or as root") from error
 
 
 def _remove(path: bytes) -> None:
@@ -172,6 +295,112 @@ def _remove(path: bytes) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def wrapped_path(program: bytes) -> bytes:
+    """Where wrap_in_place moves `program`: `.NAME-wrapped` in its directory (the name
+    nixpkgs' wrapProgram gives), as an absolute path."""
+    directory, name = os.path.split(absolute(program))
+    return os.path.join(directory, b"." + name + b"-wrapped")
+
+
+def wrap_in_place(program: bytes, *, libs: tuple[bytes, ...] = (), ld: bytes | None = None,
+                  argv0: bytes | None = None, fmt: str = "sh") -> tuple[bytes, WrapSettings, str | None]:
+    """Wrap `program` (found as nixld run finds it) where it is, as nixpkgs' wrapProgram does:
+    the program moves to wrapped_path(program) and a wrapper in format `fmt` (sh or binary)
+    takes its name, its owner, group and permission bits (not its set-user-ID and set-group-ID
+    bits, which privilege_warning tells how to give). At no moment is `program` missing or
+    half-written, and a failure leaves both paths as they were. Returns (the wrapper's path,
+    settings, privilege_warning's warning); raises WrapError for a program wrapped already."""
+    if fmt not in IN_PLACE_FORMATS:
+        raise WrapError(f"format {fmt!r} cannot take a program's place: wrap in place as sh or binary")
+    entries = initial_environment()
+    resolved = absolute(resolve_program(program, environment_lookup(entries)))
+    wrapped = wrapped_path(resolved)
+    _refuse_to_wrap_twice(resolved, wrapped)
+    settings = wrap_settings(resolved, libs, ld, argv0, entries)._replace(program=wrapped)
+    status = os.stat(resolved)
+    mode = stat.S_IMODE(status.st_mode) & ~(stat.S_ISUID | stat.S_ISGID)
+    if fmt == "sh":  # a shell reads a script to run it: who may execute the program may read it
+        mode |= (mode & 0o111) << 2
+    _take_the_place_of(resolved, wrapped, RENDERERS[fmt](settings), mode, (status.st_uid, status.st_gid))
+    return resolved, settings, privilege_warning(fmt, wrapped, resolved)
+
+
+def _refuse_to_wrap_twice(program: bytes, wrapped: bytes) -> None:
+    shown = display(program)
+    if os.path.islink(program):
+        raise WrapError(f"{shown} is a symbolic link: wrap the file it leads to, "
+                        f"{display(os.path.realpath(program))}, in place")
+    settings = read_wrapper(program)
+    if settings is not None and _made_in_place(settings, program):
+        raise WrapError(f"{shown} is wrapped in place already: to wrap it anew, run "
+                        f"`nixld wrap --undo {shlex.quote(os.fsdecode(program))}` first")
+    if settings is not None:
+        raise WrapError(f"{shown} is a nixld wrapper of {display(settings.program)}: wrap that program instead")
+    if os.path.lexists(wrapped):
+        raise _wrapped_exists(program, wrapped)
+
+
+def _wrapped_exists(program: bytes, wrapped: bytes) -> WrapError:
+    return WrapError(f"{display(wrapped)} exists, so {display(program)} cannot move there: move it away (an "
+                     "interrupted in-place wrap leaves it as a second name of the program), then wrap again")
+
+
+def _made_in_place(settings: WrapSettings, wrapper: bytes) -> bool:
+    """Whether the wrapper at `wrapper` starts `.NAME-wrapped`, as wrap_in_place made it; by
+    name, so that a tree moved or copied since still counts."""
+    return os.path.basename(settings.program) == os.path.basename(wrapped_path(wrapper))
+
+
+def _take_the_place_of(program: bytes, wrapped: bytes, data: bytes, mode: int, owner: tuple[int, int]) -> None:
+    """Put `data` at `program` and the program at `wrapped`, each step whole or not at all:
+    the wrapper is written to a temporary file, `wrapped` becomes a second name of the program
+    (a hard link, which fails rather than replaces), then the temporary file is renamed over
+    `program`. A failure undoes the steps before it."""
+    shown = display(program)
+    temporary = _write_temporary(program, data, mode, owner)
+    with _removed_on_failure(temporary, shown):
+        try:
+            os.link(program, wrapped, follow_symlinks=False)
+        except FileExistsError:
+            raise _wrapped_exists(program, wrapped) from None
+        except OSError as error:
+            raise WrapError(f"cannot wrap {shown} in place: it cannot be linked to {display(wrapped)}: "
+                            f"{error.strerror} (without a hard link, on a filesystem that has none or for a file "
+                            "you may not link, write the wrapper elsewhere with -o)") from error
+        try:
+            os.replace(temporary, program)
+        except BaseException:  # an interrupt, too
+            if os.path.lexists(temporary):  # the wrapper has not taken the program's place
+                _remove(wrapped)
+            raise
+
+
+def undo_in_place(program: bytes) -> tuple[bytes, bytes]:
+    """Put back the program that wrap_in_place moved aside: `program` (found as nixld run
+    finds it) must be a sh or binary wrapper made in place, with `.NAME-wrapped` beside it,
+    which is renamed over it. Returns (the program's path, where it came back from); raises
+    WrapError, changing nothing, for anything else."""
+    resolved = absolute(resolve_program(program, environment_lookup(initial_environment())))
+    wrapped = wrapped_path(resolved)
+    shown = display(resolved)
+    if not os.path.lexists(resolved):
+        raise ProgramNotFound(f"{shown} does not exist: nothing to undo")
+    settings = None if os.path.islink(resolved) else read_wrapper(resolved)
+    if settings is None:
+        raise WrapError(f"{shown} is not a nixld wrapper (sh or binary): nothing to undo")
+    if not _made_in_place(settings, resolved):
+        raise WrapError(f"{shown} is a nixld wrapper of {display(settings.program)}, not one made in place: "
+                        "there is no program to put back (remove it, if it is not wanted)")
+    if os.path.islink(wrapped) or not os.path.isfile(wrapped):
+        raise WrapError(f"{shown} was wrapped in place, but {display(wrapped)} is not there (or not a file): "
+                        "there is no program to put back")
+    try:
+        os.replace(wrapped, resolved)
+    except OSError as error:
+        raise WrapError(f"cannot put {display(wrapped)} back at {shown}: {error.strerror}") from error
+    return resolved, wrapped
 
 
 def privilege_warning(fmt: str, program: bytes, output: bytes) -> str | None:
@@ -226,18 +455,18 @@ def _give_ownership(status: os.stat_result, target: str) -> str:
     return f"chown {shlex.quote(owner + ':' + group)} {target}"
 
 
-def wrap(program: bytes, output: bytes | None, libs: tuple[bytes, ...], ld: bytes | None, argv0: bytes | None,
-         fmt: str, force: bool) -> tuple[bytes, WrapSettings, str | None]:
-    """Write the wrapper of `program` (found as nixld run finds it) in format `fmt` to `output`
-    (default: default_output); returns (output, settings, privilege_warning's warning)."""
+def wrap(program: bytes, *, output: bytes | None = None, libs: tuple[bytes, ...] = (), ld: bytes | None = None,
+         argv0: bytes | None = None, fmt: str = "sh", force: bool = False) -> tuple[bytes, WrapSettings, str | None]:
+    """Write the wrapper of `program` (found as nixld run finds it) in format `fmt` to
+    output_path(fmt, program, output); returns (that path, settings, privilege_warning's
+    warning)."""
     if fmt not in FORMATS:
         raise WrapError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
     entries = initial_environment()
     resolved = resolve_program(program, environment_lookup(entries))
-    output = output or default_output(fmt, resolved)
+    output = output_path(fmt, resolved, output)
     if os.path.exists(output) and os.path.samefile(output, resolved):
-        raise WrapError(f"{display(output)} is the program itself: give -o another path")
+        raise WrapError(f"{display(output)} is the program itself: give -o another path, or wrap it in place")
     settings = wrap_settings(resolved, libs, ld, argv0, entries)
-    data = RENDERERS[fmt](settings)
-    write_atomically(output, data, force, 0o755 if fmt in ("sh", "binary") else 0o644)
+    write_atomically(output, RENDERERS[fmt](settings), force, 0o755 if fmt in IN_PLACE_FORMATS else 0o644)
     return output, settings, privilege_warning(fmt, settings.program, output)

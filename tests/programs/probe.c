@@ -7,6 +7,10 @@
  *   yes             write "y\n" until a write fails; report the failure and exit 1
  *   touch PATH      create the file PATH
  *   exe             print where /proc/self/exe points
+ *   beside NAME     find the file NAME beside the program, as programs that ship their files
+ *                   beside themselves do, through argv[0] and through /proc/self/exe: print
+ *                   "argv[0]: " and "exe: ", each followed by the file's first line or by why
+ *                   it could not be read
  *   reexec ARG...   exec /proc/self/exe with the same argv[0] and ARG... (as programs that
  *                   re-execute themselves do)
  *   env [PROG ARG...]
@@ -209,6 +213,23 @@ static int list_fds(void)
     return 0;
 }
 
+/* "HOW: " and the first line of NAME in the directory of `path` (".", without a slash). */
+static void print_beside(const char *how, const char *path, const char *name)
+{
+    const char *slash = strrchr(path, '/');
+    char file[8192], line[512] = "\n";
+    snprintf(file, sizeof file, "%.*s/%s", slash ? (int)(slash - path) : 1, slash ? path : ".", name);
+    FILE *stream = fopen(file, "r");
+    if (!stream) {
+        printf("%s: %s: %s\n", how, file, strerror(errno));
+        return;
+    }
+    if (!fgets(line, sizeof line, stream))
+        strcpy(line, "\n");
+    fclose(stream);
+    printf("%s: %s", how, line);
+}
+
 int main(int argc, char **argv)
 {
     initial_argc = argc;
@@ -278,6 +299,14 @@ int main(int argc, char **argv)
         }
         target[size] = '\0';
         printf("%s\n", target);
+        return 0;
+    }
+    if (strcmp(command, "beside") == 0 && argc == 3) {
+        char exe[4096];
+        ssize_t size = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[size < 0 ? 0 : size] = '\0';
+        print_beside("argv[0]", argv[0], argv[2]);
+        print_beside("exe", exe, argv[2]);
         return 0;
     }
     if (strcmp(command, "reexec") == 0 && argc > 2) {
