@@ -88,6 +88,12 @@ def split_ld_library_path(value: bytes | None) -> list[bytes]:
     return [entry for entry in value.replace(b";", b":").split(b":") if entry]
 
 
+def split_library_arguments(libs: Iterable[bytes]) -> list[bytes]:
+    """`-L` values as the loader will read them once joined into its path (`-L a:b` is two
+    directories), with empty entries dropped rather than read as the current directory."""
+    return [directory for value in libs for directory in split_ld_library_path(value)]
+
+
 def library_search_path(*groups: Iterable[bytes]) -> tuple[bytes, ...]:
     """Concatenate directory lists in order, keeping the first occurrence of each."""
     seen: dict[bytes, None] = {}

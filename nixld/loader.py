@@ -140,7 +140,7 @@ def plan_command(
     loader, loader_source, kind, loader_options = chosen
     nix_dirs, nix_dirs_source = config.nix_ld_library_dirs(env, system)
     library_path = config.library_search_path(
-        config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), libs, nix_dirs
+        config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), config.split_library_arguments(libs), nix_dirs
     )
     joined = b":".join(library_path)
     operand = _loader_operand(program)

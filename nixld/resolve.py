@@ -168,7 +168,8 @@ class Inspector:
                                                                   program_path, program, env, warnings)
         nix_dirs, _ = config.nix_ld_library_dirs(env, system)
         search_path = config.library_search_path(
-            config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), libs, nix_dirs)
+            config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), config.split_library_arguments(libs),
+            nix_dirs)
 
         # Linkers before binutils 2.26 wrote no DF_1_PIE; such a PIE still has an interpreter
         # and, unlike a runnable library (libc.so.6), no SONAME.

@@ -68,8 +68,8 @@ def wrap_settings(program: bytes, libs: tuple[bytes, ...], ld: bytes | None, arg
     if plan.mode == MODE_DIRECT:
         raise NotExecutable(f"{shown} needs no wrapper: it is statically linked or a script that starts by itself")
     if os.path.realpath(plan.program) != os.path.realpath(program):
-        raise NotExecutable(f"{shown} is a script whose interpreter is foreign: wrap its interpreter "
-                            f"{display(plan.program)} instead")
+        raise NotExecutable(f"{shown} is a #! script, which `nixld run` starts through its interpreter "
+                            f"{display(plan.program)}: wrap that interpreter instead")
     if plan.mode != MODE_LIBRARY_PATH:
         raise NotExecutable(f"loader {display(plan.loader)} has no --library-path option, which a wrapper needs")
     # The loader splits the path on ":" and ";" and reads an empty entry as the current

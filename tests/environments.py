@@ -93,4 +93,5 @@ names = st.one_of(
 )
 values = st.one_of(path_values(), st.binary(max_size=20).filter(lambda v: b"\0" not in v))
 environments = st.dictionaries(names, values, max_size=12)
-library_args = st.lists(directories, max_size=4)
+# `-L` values: mostly one directory each, some a whole search path (`-L a::b`), some empty.
+library_args = st.lists(st.one_of(directories, path_values()), max_size=4)

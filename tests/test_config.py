@@ -79,6 +79,11 @@ def test_the_search_path_keeps_the_first_occurrence_of_each_directory():
     assert config.library_search_path([b"/a", b"/b"], [b"/b", b"/c"], [b"/a", b"/d"]) == (b"/a", b"/b", b"/c", b"/d")
 
 
+def test_library_arguments_are_split_as_the_loader_would_and_empty_entries_dropped():
+    """`nixld run -L 'a::b'`: glibc would read the empty entry as the current directory."""
+    assert config.split_library_arguments([b"/a::/b", b"", b";/c"]) == [b"/a", b"/b", b"/c"]
+
+
 @pytest.mark.parametrize(
     "value, level",
     [(None, "warn"), (b"", "warn"), (b"error", "error"), (b"info", "info"), (b"DEBUG", "debug"), (b"trace\n", "trace")],

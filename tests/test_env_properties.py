@@ -43,7 +43,7 @@ def expected_search_path(env, libs) -> list[bytes]:
     else:
         nix = [DEFAULT_DIR]
     result = []
-    for directory in caller + libs + nix:
+    for directory in caller + [piece for value in libs for piece in split(value, b":;")] + nix:
         if directory not in result:
             result.append(directory)
     return result

@@ -324,6 +324,16 @@ def test_an_output_in_a_missing_directory_is_one_line_and_leaves_nothing(nixld_s
     assert leftovers(tmp_path) == []
 
 
+def test_a_script_is_refused_with_the_interpreter_to_wrap_instead(nixld_script, tmp_path):
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    result = nixld_wrap(nixld_script, "-o", str(tmp_path / "out"), str(script))
+    assert result.returncode == 126 and not (tmp_path / "out").exists()
+    assert result.stderr == (f"nixld: {script} is a #! script, which `nixld run` starts through its interpreter "
+                             "/bin/sh: wrap that interpreter instead\n").encode()
+
+
 @pytest.mark.parametrize("which, fault", [("static_probe", "needs no wrapper"),
                                           ("native_probe", None)])
 def test_a_program_that_needs_no_wrapper_is_refused_and_a_native_one_is_not(nixld_script, request, tmp_path, which,
