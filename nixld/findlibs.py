@@ -9,9 +9,11 @@ rename changes its directory's mtime; one rewritten in place does not: --refresh
 store, a finished package is read once, since store paths do not change.
 
 The answer is reached with nixld's own resolver (nixld inspect): directories are added to the
-NIX_LD library path, those that provide the most of what is still missing first (the program's
-own tree before anything else), until nothing is missing or nothing more can be found; each
-round's inspection also brings in what a newly found library needs.
+NIX_LD library path, root by root in the order the user would expect (the program's own tree,
+then the --search roots as given, then /nix/store and the NIX_LD library directories), and
+within a root those that provide the most of what is still missing first, then the shorter path,
+until nothing is missing or nothing more can be found; each round's inspection also brings in
+what a newly found library needs.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ NOT_A_VENDOR_TREE = {b"/", b"/usr", b"/usr/local", b"/opt", b"/home", b"/nix", S
                      b"/run/current-system/sw", b"/tmp"}
 
 Candidate = namedtuple("Candidate", "directory elf_class machine")
-Choice = namedtuple("Choice", "directory provides origin")
+Choice = namedtuple("Choice", "directory provides origin root")
 Answer = namedtuple("Answer", "program system variable directories chosen candidates unresolved missing_before "
                               "roots vendor_tree index_stats")
 
@@ -448,18 +450,19 @@ def find_libs(program: bytes, roots: list[bytes], env, *, use_default_roots: boo
     variable = b"NIX_LD_LIBRARY_PATH" if source == "default" else source.encode()
     current = [directory for directory in nix_dirs if source != "default" or os.path.isdir(directory)]
 
+    # What the user named comes before what is there anyway: the --search roots in the order
+    # given, then the default roots.
     all_roots = []
-    if use_default_roots:
-        all_roots += ([STORE] if os.path.isdir(STORE) else []) + [d for d in nix_dirs if os.path.isdir(d)]
     for root in roots:
         if not os.path.isdir(root):
             raise FindLibsError(f"search root {display(root)} is not a directory")
         all_roots.append(os.path.abspath(root))
+    if use_default_roots:
+        all_roots += ([STORE] if os.path.isdir(STORE) else []) + [d for d in nix_dirs if os.path.isdir(d)]
     all_roots = list(dict.fromkeys(all_roots))
 
     tree = vendor_tree(program)
     stats = {}
-    by_name: dict[bytes, list[tuple[Candidate, str]]] = {}
     indexes = ([(_vendor_index(tree), "vendor")] if tree else [])
     for root in all_roots:
         index, how = load_index(root, cache_dir, refresh, store=root == STORE)
@@ -468,35 +471,42 @@ def find_libs(program: bytes, roots: list[bytes], env, *, use_default_roots: boo
         indexes.append((index, "root"))
     header = elf.read_header(first.path)
     fits = (header.elf_class, header.machine)
-    for index, origin in indexes:
-        for name, candidate in index.candidates():
-            if (candidate.elf_class, candidate.machine) == fits:
-                by_name.setdefault(name, []).append((candidate, origin))
+    found: dict[bytes, dict[bytes, tuple[int, str, bytes]]] = {}
+
+    def providers(name: bytes) -> dict[bytes, tuple[int, str, bytes]]:
+        """{directory: (rank of its root, origin, root)} of the fitting candidates for `name`, in
+        the order of the roots; a directory under several roots counts under the first."""
+        if name not in found:
+            found[name] = {}
+            for rank, (index, origin) in enumerate(indexes):
+                for candidate in index.providers(name):
+                    if (candidate.elf_class, candidate.machine) == fits:
+                        found[name].setdefault(candidate.directory, (rank, origin, index.root))
+        return found[name]
 
     missing_before = first.missing
     chosen: list[Choice] = []
     inspection = first
     while inspection.missing:
-        missing = set(inspection.missing)
-        scores: dict[bytes, tuple] = {}
-        for name in missing:
-            for candidate, origin in by_name.get(name, ()):
-                if any(choice.directory == candidate.directory for choice in chosen):
-                    continue
-                provides, _, _ = scores.get(candidate.directory, (set(), origin, 0))
-                provides = provides | {name}
-                scores[candidate.directory] = (provides, origin, len(provides))
+        taken = {choice.directory for choice in chosen}
+        scores: dict[bytes, tuple[int, str, bytes, set]] = {}
+        for name in inspection.missing:
+            for directory, (rank, origin, root) in providers(name).items():
+                if directory not in taken:
+                    scores.setdefault(directory, (rank, origin, root, set()))[3].add(name)
         if not scores:
             break
-        # The program's own tree first, then what provides most; then the shorter path.
-        directory = min(scores, key=lambda d: (scores[d][1] != "vendor", -scores[d][2], len(d), d))
-        provides, origin, _ = scores[directory]
-        chosen.append(Choice(directory, tuple(sorted(provides)), origin))
+        # The root first (the program's own tree, then the --search roots, then the default
+        # ones); within it, the directory that provides the most of what is missing, then the
+        # shorter path.
+        directory = min(scores, key=lambda d: (scores[d][0], -len(scores[d][3]), len(d), d))
+        _, origin, root, provides = scores[directory]
+        chosen.append(Choice(directory, tuple(sorted(provides)), origin, root))
         trial = dict(env)
         trial[variable] = b":".join([*current, *(choice.directory for choice in chosen)])
         inspection = inspector.inspect(program, env=trial)
 
-    candidates = {name: [candidate.directory for candidate, _ in by_name.get(name, ())]
+    candidates = {name: [(directory, root) for directory, (_, _, root) in providers(name).items()]
                   for name in sorted({n for choice in chosen for n in choice.provides} | set(inspection.missing))}
     directories = tuple(dict.fromkeys([*current, *(choice.directory for choice in chosen)]))
     return Answer(program, first.system, variable, directories, tuple(chosen), candidates, inspection.missing,
@@ -514,9 +524,10 @@ def as_json(answer: Answer) -> dict:
         "value": text(b":".join(answer.directories)),
         "missing_before": [text(name) for name in answer.missing_before],
         "chosen": [{"directory": text(choice.directory), "provides": [text(n) for n in choice.provides],
-                    "origin": choice.origin} for choice in answer.chosen],
-        "candidates": {text(name): [{"directory": text(d), "chosen": d in chosen} for d in dirs]
-                       for name, dirs in answer.candidates.items()},
+                    "origin": choice.origin, "root": text(choice.root)} for choice in answer.chosen],
+        "candidates": {text(name): [{"directory": text(d), "root": text(root), "chosen": d in chosen}
+                                    for d, root in found]
+                       for name, found in answer.candidates.items()},
         "unresolved": [text(name) for name in answer.unresolved],
         "roots": [text(root) for root in answer.roots],
         "vendor_tree": None if answer.vendor_tree is None else text(answer.vendor_tree),
@@ -534,20 +545,24 @@ def report(answer: Answer) -> str:
     for choice in answer.chosen:
         where = "the program's own tree" if choice.origin == "vendor" else "a search root"
         lines.append(f"{text(choice.directory)}: provides {', '.join(map(text, choice.provides))} ({where})")
-    choices = {choice.directory: choice for choice in answer.chosen}
-    for name, dirs in answer.candidates.items():
-        if len(set(dirs)) > 1:
-            picked = next((choices[d] for d in dirs if d in choices), None)
-            others = ", ".join(text(d) for d in dict.fromkeys(dirs) if picked is None or d != picked.directory)
+    for name, found in answer.candidates.items():
+        if len(found) > 1:
+            picked = next((choice for choice in answer.chosen if name in choice.provides), None)
+            others = [(directory, root) for directory, root in found if picked is None or directory != picked.directory]
             if picked is None:
                 reason = "none chosen"
             elif picked.origin == "vendor":
                 reason = f"chosen: {text(picked.directory)}, in the program's own tree"
+            elif all(root != picked.root for _, root in others):
+                # The others are under roots searched later: what comes first wins, whatever its length.
+                later = ", ".join(text(root) for root in dict.fromkeys(root for _, root in others))
+                reason = f"chosen: {text(picked.directory)}, under {text(picked.root)}, searched before {later}"
             elif len(picked.provides) > 1:
                 reason = f"chosen: {text(picked.directory)}, which provides {len(picked.provides)} of the missing"
             else:
                 reason = f"chosen: {text(picked.directory)}, the shortest path of those providing as much"
-            lines.append(f"{text(name)}: {len(set(dirs))} candidates; {reason}; also in {others}")
+            also = ", ".join(text(directory) for directory, _ in others)
+            lines.append(f"{text(name)}: {len(found)} candidates; {reason}; also in {also}")
     for name in answer.unresolved:
         lines.append(f"{text(name)}: not found under {', '.join(map(text, answer.roots)) or 'any root'}"
                      + (f" nor in {text(answer.vendor_tree)}" if answer.vendor_tree else ""))

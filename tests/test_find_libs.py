@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import zlib
 from collections import namedtuple
 from pathlib import Path
@@ -167,6 +168,116 @@ def test_a_program_missing_nothing_is_said_so(nixld_script, native_probe, tmp_pa
 def test_a_root_that_is_not_a_directory_is_one_line(nixld_script, store, tmp_path):
     result = find_libs(nixld_script, store.program, "--search", str(tmp_path / "absent"), env=environment(tmp_path))
     assert result.returncode == 1 and result.stderr.count(b"\n") == 1 and b"is not a directory" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The order: the program's own tree, then the --search roots as given, then the default roots;
+# within one root, what provides most, then the shorter path
+
+
+def copy_package(source: Path, target: Path) -> str:
+    """A copy of the package `source` (its lib/) at `target`; returns target/lib."""
+    shutil.copytree(source / "lib", target / "lib", symlinks=True)
+    return str(target / "lib")
+
+
+def answer_with_store(program: str, roots: list, nix_store: Path, tmp_path: Path, monkeypatch) -> findlibs.Answer:
+    """find-libs with its default roots, where `nix_store` stands for /nix/store."""
+    monkeypatch.setattr(findlibs, "STORE", os.fsencode(nix_store))
+    env = {b"PATH": b"/usr/bin:/bin", b"NIX_LD": os.fsencode(REAL_LOADER)}
+    return findlibs.find_libs(os.fsencode(program), [os.fsencode(root) for root in roots], env,
+                              cache_dir=os.fsencode(tmp_path / "cache"))
+
+
+def chosen_for(answer: findlibs.Answer, name: bytes) -> str:
+    (directory,) = [os.fsdecode(choice.directory) for choice in answer.chosen if name in choice.provides]
+    return directory
+
+
+def test_a_search_root_comes_before_the_nix_store_even_with_a_longer_path(store, tmp_path, monkeypatch):
+    """What the user named wins over what is there anyway: the store's directory is shorter and
+    provides more of what is missing, and still comes second."""
+    nix_store = tmp_path / "s"
+    shutil.copytree(store.root, nix_store, symlinks=True)
+    mine = copy_package(store.root / "aaa-alpha", tmp_path / "a-search-root-with-a-long-name" / "my-alpha-build")
+    answer = answer_with_store(store.program, [tmp_path / "a-search-root-with-a-long-name"], nix_store, tmp_path,
+                               monkeypatch)
+    assert len(mine) > len(str(nix_store / "bbb-both/lib"))
+    assert answer.chosen[0] == (os.fsencode(mine), (b"libfl_alpha.so",), "root",
+                                os.fsencode(tmp_path / "a-search-root-with-a-long-name"))
+    # Then, within the store, the shorter of the two that provide libfl_dup.so alone.
+    assert chosen_for(answer, b"libfl_dup.so") == str(nix_store / "ccc-dup/lib")
+    assert answer.roots[0] == os.fsencode(tmp_path / "a-search-root-with-a-long-name")
+    assert answer.unresolved == ()
+    text = findlibs.report(answer)
+    assert (f"libfl_alpha.so: 3 candidates; chosen: {mine}, under {tmp_path / 'a-search-root-with-a-long-name'},"
+            f" searched before {nix_store}; also in ") in text
+
+
+def test_search_roots_count_in_the_order_given(nixld_script, store, tmp_path):
+    first, second = tmp_path / "first-root-given", tmp_path / "second"
+    longer = copy_package(store.root / "aaa-alpha", first / "alpha-with-a-longer-name")
+    copy_package(store.root / "aaa-alpha", second / "alpha")
+    answer = answer_of(nixld_script, store.program, "--search", str(first), "--search", str(second), "--search",
+                       str(store.root), env=environment(tmp_path))
+    assert answer["chosen"][0] == {"directory": longer, "provides": ["libfl_alpha.so"], "origin": "root",
+                                   "root": str(first)}
+    assert answer["roots"] == [str(first), str(second), str(store.root)]
+
+
+def test_the_programs_own_tree_comes_before_search_roots_and_the_store(store, tmp_path, monkeypatch):
+    """The vendor's lib/ provides one library; a --search root and the store each hold a directory
+    that provides more: the vendor's still comes first, then the --search root's."""
+    nix_store = tmp_path / "s"
+    shutil.copytree(store.root, nix_store, symlinks=True)
+    search = tmp_path / "r"
+    copy_package(store.root / "bbb-both", search / "b")
+    answer = answer_with_store(store.vendor_program, [search], nix_store, tmp_path, monkeypatch)
+    vendor_lib = os.fsencode(Path(store.vendor_program).parent.parent / "lib")
+    assert answer.chosen[0] == (vendor_lib, (b"libfl_alpha.so",), "vendor", os.path.dirname(vendor_lib))
+    assert chosen_for(answer, b"libfl_dup.so") == str(search / "b/lib")
+
+
+def test_within_one_root_the_shorter_path_wins_among_directories_that_provide_as_much(nixld_script, store,
+                                                                                          tmp_path):
+    """The shorter directory sorts after the longer one, so that neither the order of the walk
+    nor the order of the names could choose it in the tie-break's place."""
+    root = tmp_path / "root"
+    copy_package(store.root / "aaa-alpha", root / "aaaa-alpha-with-a-long-name")
+    shorter = copy_package(store.root / "aaa-alpha", root / "zz")
+    for package in ("ccc-dup", "ddd-beta", "eee-gamma"):
+        copy_package(store.root / package, root / package)
+    answer = answer_of(nixld_script, store.program, "--search", str(root), env=environment(tmp_path))
+    alpha = [choice for choice in answer["chosen"] if choice["provides"] == ["libfl_alpha.so"]]
+    assert [choice["directory"] for choice in alpha] == [shorter]
+    text = find_libs(nixld_script, store.program, "--search", str(root), env=environment(tmp_path)).stdout
+    assert f"chosen: {shorter}, the shortest path of those providing as much".encode() in text
+
+
+# What find-libs must never take for a program's own tree (README: "not for trees as wide as
+# /usr or /opt"): a program directly in one of them, or in its bin/, sbin/ or libexec/.
+TOO_WIDE = ["/", "/usr", "/usr/local", "/opt", "/home", "/nix", "/nix/store", "/run", "/run/current-system/sw",
+            "/tmp"]
+
+
+@pytest.mark.parametrize("wide", TOO_WIDE)
+def test_a_program_in_a_tree_as_wide_as_usr_has_no_tree_of_its_own(wide):
+    for where in ("", "/bin", "/sbin", "/libexec"):
+        assert findlibs.vendor_tree(os.fsencode(f"{wide}{where}/tool".replace("//", "/"))) is None
+    assert findlibs.vendor_tree(os.fsencode(f"{wide}/vendor/bin/tool".replace("//", "/"))) == \
+        os.fsencode(f"{wide}/vendor".replace("//", "/"))
+
+
+def test_a_program_directly_in_tmp_brings_no_tree_of_its_own(nixld_script, store, tmp_path):
+    fd, program = tempfile.mkstemp(dir="/tmp", prefix="nixld-test-find-libs-")
+    os.close(fd)
+    try:
+        shutil.copy(store.program, program)
+        answer = answer_of(nixld_script, program, "--search", str(store.root), env=environment(tmp_path))
+    finally:
+        os.unlink(program)
+    assert answer["vendor_tree"] is None
+    assert all(choice["origin"] == "root" for choice in answer["chosen"])
 
 
 # ---------------------------------------------------------------------------------------------
