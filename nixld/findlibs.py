@@ -170,6 +170,8 @@ class RootIndex:
             if os.fstat(fd).st_mtime_ns != self._mtimes[0]:
                 return False
             relatives, mtimes = self._relative[1:], self._mtimes[1:]
+            if self.store and mtimes.count(NIX_MTIME) == len(mtimes):
+                return True  # every package finished: nothing in the store but its list can change
             if self.store:
                 finished = {relative for relative, mtime in zip(relatives, mtimes)
                             if b"/" not in relative and mtime == NIX_MTIME}
@@ -288,8 +290,8 @@ class RootIndex:
 
     def _subdirectories(self) -> list[list[bytes]]:
         if self._subdirectory_lists is None:
-            counts, names = self._packed_subdirectories
-            self._subdirectory_lists, start = [], 0
+            counts, joined = self._packed_subdirectories
+            names, self._subdirectory_lists, start = _split(joined, sum(counts)), [], 0
             for count in counts:
                 self._subdirectory_lists.append(names[start:start + count])
                 start += count
@@ -324,8 +326,10 @@ class RootIndex:
             start += length
         try:
             (cached_root, relative, mtimes, counts, subdirectory_names, names, owners, classes, machines) = sections
-            relative, subdirectory_names, names = (_split(relative, directories),
-                                                   _split(subdirectory_names, subdirectories), _split(names, libraries))
+            relative, names = _split(relative, directories), _split(names, libraries)
+            # Split only when a walk needs them; counted now, so that a bad file is refused here.
+            if (subdirectory_names.count(b"\0") + 1 if subdirectories else len(subdirectory_names)) != subdirectories:
+                raise ValueError("subdirectory names")
             mtimes, counts, owners, machines = (_unpack("q", mtimes), _unpack("I", counts), _unpack("I", owners),
                                                 _unpack("H", machines))
         except ValueError:
