@@ -32,10 +32,17 @@ fault, which inflates whatever touches more memory before the exec.) Variants:
 variant pays for its own conversion. Rounds are interleaved (every size and variant once per round, in a shuffled
 order), so drift on a noisy machine falls on all alike; a few warm-up rounds are discarded.
 
-Reading the output: medians in µs with the 25th and 75th percentiles. The verdict compares
-C core with os fallback: the 95% bootstrap interval of the ratio of their medians (rounds
-resampled, which keeps each round's pair together) decides it. Entirely below 1: the C core is
-faster; entirely above: slower; containing 1: equal within the noise. The difference is also
+Each run must show that the program it exec'd is stamp and that stamp started: the child exits
+0, it stored its start time, and stamp printed one clock reading, later than that time; else
+the benchmark stops.
+
+Reading the output: medians in µs with the 25th and 75th percentiles. Each size compares C core
+with os fallback: the 95% bootstrap interval of the ratio of their medians (rounds resampled,
+which keeps each round's pair together) says which is faster. Entirely below 1: the C core is
+faster; entirely above: slower; containing 1: equal within the noise. The bar, on the last
+line: at every size, the C core takes at most as long as the os fallback (ratio <= 1); else it
+does not earn its place on speed (it still keeps an environment block entry for entry, which
+os.execve's mapping cannot). The difference is also
 set against the interquartile ranges, to show its size next to the noise; for scale, a whole
 `nixld run` takes some 15-20 ms here (benchmarks/launch.py).
 The Python-side preparation alone is timed in-process too (building the two blocks; the dict
@@ -43,6 +50,9 @@ the os fallback builds from the entries). os.execve's own conversion of the dict
 be timed apart from the exec, so the end-to-end numbers are the comparison that counts.
 Last, for scale, what importing the core (nixld._exec and _cffi_backend) costs, from
 -X importtime; it is inside the C core's numbers above.
+
+Children run in a scratch directory, so the benchmark can be started from anywhere (from a
+checkout's root, `python -c 'import nixld'` would import the uncompiled tree).
 
     python benchmarks/exec_core.py [--runs N] [--warmup N] [--sizes 50,500,5000]
 """
@@ -52,10 +62,12 @@ from __future__ import annotations
 import os
 import sys
 
-from measurements import FOREIGN_INTERPRETER, bootstrap_ratio, find_loader, quantile
+from measurements import (FOREIGN_INTERPRETER, Ratio, bootstrap_ratio, find_loader, installed_nixld, quantile,
+                          scratch_directory, verdict)
 
 VARIANTS = ("C core", "os fallback", "os.execve", "exec_foreign", "planned")
 VALUE = "x" * 40
+BAR = 1.0
 
 
 def child(variant: str, stamp_file: str, static_stamp: str, foreign_stamp: str) -> None:
@@ -123,12 +135,6 @@ def compile_stamps(directory: str) -> tuple[str, str]:
     return static, foreign
 
 
-
-
-
-
-
-
 def preparation_us(size: int) -> tuple[float, float]:
     """In-process µs of the Python-side preparation: the C core's two blocks, and the os
     fallback's dict."""
@@ -168,6 +174,7 @@ def measure(sizes: list[int], args, workdir: str, static: str, foreign: str,
         stream.write(bytes(8))
     stamp_fd = os.open(stamp_file, os.O_RDWR)
     read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)  # a stamp that printed nothing must not hang the benchmark
     actions = [(os.POSIX_SPAWN_DUP2, write_end, 1)]
     # -X pycache_prefix: cached bytecode for the children without a variable in their
     # environment, and without files next to the sources.
@@ -186,10 +193,16 @@ def measure(sizes: list[int], args, workdir: str, static: str, foreign: str,
             _, status = os.waitpid(pid, 0)
             if status != 0:
                 sys.exit(f"exec_core.py: {variant} with {size} variables failed (wait status {status})")
-            line = os.read(read_end, 64)
+            try:
+                line = os.read(read_end, 64)
+            except BlockingIOError:
+                line = b""
             started = int.from_bytes(os.pread(stamp_fd, 8, 0), sys.byteorder, signed=True)
             if not started:
                 sys.exit(f"exec_core.py: {variant} with {size} variables stored no start time")
+            if not (line.endswith(b"\n") and line[:-1].isdigit() and int(line) > started):
+                sys.exit(f"exec_core.py: {variant} with {size} variables: stamp did not print a clock reading"
+                         f" after the start ({line[:64]!r}): the exec did not start it")
             timings[size, variant] = int(line) - started
         if index >= args.warmup:
             for size in sizes:
@@ -199,8 +212,9 @@ def measure(sizes: list[int], args, workdir: str, static: str, foreign: str,
     return results
 
 
-def report(size: int, rounds: list[list[int]]) -> str:
-    """Print one size's table and verdict; returns the verdict in a few words."""
+def report(size: int, rounds: list[list[int]]) -> tuple[str, Ratio]:
+    """Print one size's table and verdict; returns the verdict in a few words, and the ratio of
+    the C core to the os fallback."""
     import statistics
 
     env_bytes = size * (len("NIXLD_BENCH_00000=") + len(VALUE) + 1)
@@ -235,7 +249,8 @@ def report(size: int, rounds: list[list[int]]) -> str:
           f" the os fallback's dict {os_dict:.1f} µs (plus its own conversion inside the call)")
     print(f"    planning and exec_plan's own work (exec_foreign - planned): {medians[3] - medians[4]:.0f} µs")
     print()
-    return verdict.replace(" than the os fallback", "").replace(" to the os fallback", "")
+    return (verdict.replace(" than the os fallback", "").replace(" to the os fallback", ""),
+            Ratio(f"C core/os fallback at {size} variables", ratio, low, high, BAR))
 
 
 def import_cost_us(workdir: str, repeats: int = 21) -> float:
@@ -260,8 +275,6 @@ def import_cost_us(workdir: str, repeats: int = 21) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import shutil
-    import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="measured rounds (default 200)")
@@ -273,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs must be at least 2")
     sizes = [int(size) for size in args.sizes.split(",")]
 
+    installed_nixld()
     loader = find_loader()
-    workdir = tempfile.mkdtemp(prefix="nixld-bench-")
-    try:
+    with scratch_directory() as workdir:
         os.mkdir(os.path.join(workdir, "lib"))
         static, foreign = compile_stamps(workdir)
         print(f"nixld exec core: {sys.executable} (Python {sys.version.split()[0]}), loader {loader},"
@@ -285,15 +298,13 @@ def main(argv: list[str] | None = None) -> int:
               f" monotonic_ns(), exec call, then stamp's main() reads the same clock")
         print()
         results = measure(sizes, args, workdir, static, foreign, loader)
-        verdicts = [f"{size} variables: {report(size, results[size])}" for size in sizes]
-        print("VERDICT, C core against the os fallback: " + "; ".join(verdicts))
+        reports = {size: report(size, results[size]) for size in sizes}
+        print("C core against the os fallback: " + "; ".join(f"{size} variables: {words}"
+                                                             for size, (words, _) in reports.items()))
         print(f"for scale: importing the C core (nixld._exec with _cffi_backend) costs"
               f" {import_cost_us(workdir):.0f} µs, inside the C core's numbers; the fallback's"
               " `import signal` is inside its own")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
-
+    return verdict([ratio for _, ratio in reports.values()])
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:

@@ -31,10 +31,17 @@ command below is the wall time of a whole process, from posix_spawn to waitpid, 
   libtree-vvv    libtree -vvv: context; it descends again at every occurrence, more work than nixld
   python         python -c pass, nixld's interpreter: its start-up alone
 
-and, in a fresh interpreter of the same venv, nixld in-process: the import of nixld.resolve
-and of pyelftools (which nixld imports lazily), Inspector().inspect over all files (one ld.so
---help query included), then as_json and json.dumps of the results, each timed apart, so that
-start-up and output can be told from the resolution itself.
+and, in a fresh interpreter of the same venv (`python -c`, the start of any console script),
+nixld in-process: the interpreter's start-up, the import of nixld.resolve and of pyelftools
+(which nixld imports lazily), Inspector().inspect over all files (one ld.so --help query
+included), as_json and json.dumps of the results, then the end of the process, each timed
+apart, so that start-up and output can be told from the resolution itself. All are readings of
+one clock (CLOCK_MONOTONIC) taken one after the other, from just before posix_spawn (by this
+script), through the child's statements, to just after waitpid (by this script): every phase is
+a difference of consecutive readings of one process, so none can be negative, and they add up
+to that process's wall time. (The start-up is not had as the console script's time less the
+in-process phases: those are two processes, and the difference of their medians is noise that
+can fall below zero.)
 
 Before any timing, each command runs once and must show that it did its work, or it is not
 timed: its exit status is one a complete run gives (nixld 0, or 1 when a library is missing;
@@ -52,7 +59,8 @@ directory: every module comes from cached bytecode after the warm-up, nothing is
 to the sources.
 
 Reading the output: medians in seconds, with the fastest and slowest round. The ratios are
-of medians; "per round" gives the range of the same ratio within each round. Then a coarse
+of medians, with a 95% bootstrap interval (rounds resampled); "per round" gives the range of
+the same ratio within each round. Then a coarse
 split of nixld's in-process time, measured by wrapping nixld's functions with timers
 (exclusive: a wrapped call inside another counts only once), and cProfile's top 15 by
 cumulative time (cProfile inflates pure-Python code such as pyelftools' parser more than
@@ -60,8 +68,9 @@ system calls; the split is the one to quote). Last, a sanity check on every file
 libraries nixld and lddtree resolve (real paths, the loader included) and the names each
 does not find; disagreements are listed, not failed on.
 
-Exit status: 0 when the bar is met, 1 when not, 2 when it cannot be judged (no lddtree that
-did its work).
+The last line is the verdict. Exit status: 0 when the bar is met, 1 when not, 2 when it
+cannot be judged (no lddtree that did its work). Children run in a scratch directory, so the
+benchmark can be started from anywhere.
 
     python benchmarks/inspect.py [--runs N] [--warmup N] [--dir DIR] [--python PYTHON]
 
@@ -75,9 +84,10 @@ import os
 import sys
 
 # This file is named like the stdlib's inspect, which dataclasses and pstats import: run as a
-# script, its directory is sys.path[0] and would shadow it, here and in the children.
+# script, its directory is sys.path[0] and would shadow it, here and in the children. Searched
+# last, it still provides measurements.
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
+    sys.path.append(sys.path.pop(0))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -85,8 +95,9 @@ import random  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
+
+from measurements import Ratio, bootstrap_ratio, scratch_directory, spawn_time_ns, verdict  # noqa: E402
 
 BAR = 5.0
 SAMPLE = 20  # files whose trees must show libc.so.6 found, for a command to count as done
@@ -114,26 +125,43 @@ def child_info() -> None:
     }, sys.stdout)
 
 
-def child_inprocess(files: list[str]) -> None:
-    """nixld in-process, each phase timed apart."""
-    clock = time.perf_counter
-    start = clock()
-    from nixld.resolve import Inspector
-    imported = clock()
-    import elftools.elf.structs  # noqa: F401  nixld imports it at the first parse
-    imported_elftools = clock()
-    inspector = Inspector()
-    inspections = [inspector.inspect(os.fsencode(path)) for path in files]
-    inspected = clock()
-    text = json.dumps([inspection.as_json() for inspection in inspections], indent=2)
-    dumped = clock()
-    json.dump({
-        "import nixld.resolve": imported - start,
-        "import pyelftools": imported_elftools - imported,
-        "inspect": inspected - imported_elftools,
-        "as_json + json.dumps": dumped - inspected,
-        "output_bytes": len(text),
-    }, sys.stdout)
+# nixld in-process, in a fresh `python -c`: a clock reading at its first statement and after
+# each phase, written to stdout at the end.
+INPROCESS = """
+import time
+clock = time.monotonic_ns
+readings = [clock()]
+import os, sys
+from nixld.resolve import Inspector
+readings.append(clock())
+import elftools.elf.structs  # nixld imports it at the first parse
+readings.append(clock())
+inspector = Inspector()
+inspections = [inspector.inspect(os.fsencode(path)) for path in sys.argv[1:]]
+readings.append(clock())
+import json  # as the CLI does, for --json only
+text = json.dumps([inspection.as_json() for inspection in inspections], indent=2)
+readings.append(clock())
+sys.stdout.write(json.dumps({"readings": readings, "output_bytes": len(text)}))
+"""
+PHASES = ["interpreter start-up, site", "import nixld.resolve", "import pyelftools", "inspect",
+          "as_json + json.dumps", "writing the readings, exit"]
+
+
+def inprocess_round(python: str, files: list[str], env: dict[str, str], output: str) -> dict[str, float]:
+    """One fresh interpreter doing nixld's work in-process: {phase: seconds}, and "total"."""
+    actions = [(os.POSIX_SPAWN_OPEN, 1, output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)]
+    argv = [python, "-c", INPROCESS, *files]
+    spawned = time.monotonic_ns()
+    pid = os.posix_spawn(python, argv, env, file_actions=actions)
+    _, status = os.waitpid(pid, 0)
+    ended = time.monotonic_ns()
+    if status != 0:
+        sys.exit(f"inspect.py: nixld in-process failed (wait status {status})")
+    with open(output) as stream:
+        readings = [spawned, *json.load(stream)["readings"], ended]
+    phases = {phase: (after - before) / 1e9 for phase, before, after in zip(PHASES, readings, readings[1:])}
+    return {**phases, "total": (ended - spawned) / 1e9}
 
 
 def child_profile(files: list[str]) -> None:
@@ -305,19 +333,6 @@ def child_environment(loader: str, pycache: str) -> dict[str, str]:
     return env
 
 
-def spawn_time_ns(argv: list[str], env: dict[str, str], allowed: tuple[int, ...]) -> int:
-    devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
-    start = time.perf_counter_ns()
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=devnull)
-    _, status = os.waitpid(pid, 0)
-    elapsed = time.perf_counter_ns() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code not in allowed:
-        sys.exit(f"inspect.py: {argv[0]} failed during the benchmark (exit status {code})")
-    return elapsed
-
-
 def libc_found(form: str, text: str) -> set[str]:
     """The files whose tree in `text` shows libc.so.6 found. `form`: "json" (nixld --json),
     "tree" (lddtree's and nixld --tree's `NAME => PATH`) or "libtree" (`NAME [WHY]`)."""
@@ -423,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     if args.child:
-        {"info": child_info, "inprocess": child_inprocess, "profile": child_profile,
+        {"info": child_info, "profile": child_profile,
          "sample": child_sample}[args.child](
             *([rest] if args.child != "info" else []))
         return 0
@@ -439,18 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     files = elf_files(args.dir)
     if not files:
         sys.exit(f"inspect.py: no ELF files in {args.dir}")
-    workdir = tempfile.mkdtemp(prefix="nixld-bench-")
-    try:
-        os.chdir(workdir)  # so that no child finds modules in the caller's directory
+    with scratch_directory() as workdir:  # so that no child finds modules in the caller's directory
         env = child_environment("/lib64/ld-linux-x86-64.so.2", os.path.join(workdir, "pycache"))
         info = run_child(python, "info", [], env)
         if info["loader"] is None:
             sys.exit(f"inspect.py: {python} is statically linked; cannot find the host's loader")
         env["NIX_LD"] = info["loader"]
         return benchmark(args, python, nixld, files, env, info, workdir)
-    finally:
-        os.chdir("/")
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class Command:
@@ -462,6 +472,7 @@ class Command:
                  env: dict[str, str], form: str | None) -> None:
         self.key, self.label, self.argv, self.allowed, self.env = key, label, argv, allowed, env
         self.form = form
+        self.expected = None  # what it prints is checked once, before the timing (libc_found)
 
 
 def nixld_only_path(workdir: str, info: dict) -> str:
@@ -545,7 +556,6 @@ def benchmark(args, python, nixld, files, env, info, workdir) -> int:
         else:  # a baseline or context: say so, and leave it out of the timing
             print(f"{command.key}: left out, not timed: {why}")
             table.remove(command)
-    inprocess_argv = [python, os.path.abspath(__file__), "--child", "inprocess", *files]
 
     print(f"{args.runs} interleaved rounds (+{args.warmup} discarded), each command once per round in a"
           " shuffled order; wall time posix_spawn -> waitpid, output to /dev/null")
@@ -559,10 +569,9 @@ def benchmark(args, python, nixld, files, env, info, workdir) -> int:
         timings = {}
         for command in order:
             if command is None:
-                result = json.loads(subprocess.run(inprocess_argv, env=env, capture_output=True, text=True,
-                                                   check=True).stdout)
+                result = inprocess_round(python, files, env, os.path.join(workdir, "readings"))
             else:
-                timings[command.key] = spawn_time_ns(command.argv, command.env, command.allowed) / 1e9
+                timings[command.key] = spawn_time_ns(command) / 1e9
         if index >= args.warmup:
             rounds.append(timings)
             inprocess.append(result)
@@ -574,23 +583,23 @@ def benchmark(args, python, nixld, files, env, info, workdir) -> int:
         print(f"{command.key:13}{command.label:52}{medians[command.key]:8.3f}{min(column):8.3f}"
               f"{max(column):8.3f}")
     print()
-    phases = ["import nixld.resolve", "import pyelftools", "inspect", "as_json + json.dumps"]
-    print(f"{'':13}{'nixld in-process, a fresh interpreter':52}{'median':>8}{'min':>8}{'max':>8}   (s)")
-    for phase in phases:
+    print(f"{'':13}{'nixld in-process, a fresh python -c':52}{'median':>8}{'min':>8}{'max':>8}   (s)")
+    for phase in [*PHASES, "total"]:
         column = [r[phase] for r in inprocess]
-        label = f"Inspector().inspect x {len(files)}" if phase == "inspect" else phase
+        label = {"inspect": f"Inspector().inspect x {len(files)}",
+                 "total": "the whole process, posix_spawn -> waitpid"}.get(phase, phase)
         print(f"{'':13}{label:52}{statistics.median(column):8.3f}{min(column):8.3f}{max(column):8.3f}")
-    inside = sum(statistics.median(r[phase] for r in inprocess) for phase in phases)
-    print(f"{'':13}{'nixld --json less the above: start-up, argparse':52}{medians['nixld'] - inside:8.3f}")
+    print(f"{'':13}(the same work through the console script, nixld inspect --json above:"
+          f" {medians['nixld']:.3f} s, median)")
     print()
 
-    verdict = 2
+    bar = None
     if "lddtree" in medians:
-        ratio = medians["lddtree"] / medians["nixld"]
+        low, high = bootstrap_ratio(rounds, "lddtree", ("nixld",), rng)
+        bar = Ratio("lddtree/nixld --json", medians["lddtree"] / medians["nixld"], low, high, BAR, at_most=False)
         per_round = [r["lddtree"] / r["nixld"] for r in rounds]
-        verdict = 0 if ratio >= BAR else 1
-        print(f"lddtree / nixld --json     {ratio:6.2f}x   per round {min(per_round):.2f}x.."
-              f"{max(per_round):.2f}x   bar {BAR:g}x: {'PASS' if verdict == 0 else 'FAIL'}")
+        print(f"lddtree / nixld --json     {bar.ratio:6.2f}x   [{low:.2f}, {high:.2f}]   per round"
+              f" {min(per_round):.2f}x..{max(per_round):.2f}x   bar {BAR:g}x: {'PASS' if bar.ratio >= BAR else 'FAIL'}")
         print(f"lddtree / nixld --tree     {medians['lddtree'] / medians['nixld-tree']:6.2f}x")
         if "lddtree*" in medians:
             print(f"lddtree* / nixld --json    {medians['lddtree*'] / medians['nixld']:6.2f}x   both on"
@@ -635,7 +644,10 @@ def benchmark(args, python, nixld, files, env, info, workdir) -> int:
         sanity_check(files, outputs["nixld"], outputs["lddtree"])
     else:
         print("sanity check: skipped, lddtree was not measured")
-    return verdict
+    if bar is None:
+        print(f"VERDICT inspect.py: not judged: no lddtree that did its work (bar: lddtree/nixld --json >= {BAR:g})")
+        return 2
+    return verdict([bar])
 
 
 if __name__ == "__main__":

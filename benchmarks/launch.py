@@ -16,8 +16,12 @@ process, from posix_spawn to waitpid, in the virtualenv whose interpreter runs t
   e        python -m nixld run ./trivial
                                       for information
 
-`./trivial` is `int main(void){return 0;}` linked against an interpreter that does not exist
-(as on NixOS), compiled with gcc into a temporary directory; NIX_LD names the real loader.
+`./trivial` prints a line once its main() has run, and is linked against an interpreter that
+does not exist (as on NixOS), compiled with gcc into a temporary directory, the current one of
+every command (so the benchmark can be started from anywhere); NIX_LD names the real loader.
+Every run, the warm-up's and the timed ones, must exit 0 and print exactly what a complete run
+prints (that line for the commands that start ./trivial, nothing for the others), or the
+benchmark stops.
 The runs are interleaved: each round runs every command once, in a shuffled order, so drift
 on a noisy machine falls on all commands alike. A few warm-up rounds are discarded.
 
@@ -26,7 +30,7 @@ spread. floor = median(a) + median(b). The ratios are medians over the floor; th
 a 95% bootstrap interval (rounds resampled), so a PASS or FAIL whose interval straddles 1.2
 is within the noise: run again with more --runs. A FAIL names the commands to look at; then
 run `--importtime` to see what the run path imports beyond the floor, heaviest first.
-The exit status is 0 on PASS, 1 on FAIL.
+The last line is the verdict; the exit status is 0 on PASS, 1 on FAIL.
 
 Bytecode: the children get PYTHONPYCACHEPREFIX pointing into the temporary directory (and no
 PYTHONDONTWRITEBYTECODE), so every module is imported from a cached .pyc after the warm-up,
@@ -46,30 +50,15 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 
-from measurements import FOREIGN_INTERPRETER, bootstrap_ratio, find_loader, interleaved_rounds, quantile
+from measurements import (FOREIGN_INTERPRETER, TRIVIAL_OUTPUT, Command, Ratio, bootstrap_ratio, check,
+                          clean_environment, compile_trivial, find_loader, installed_nixld,
+                          interleaved_rounds, quantile, scratch_directory, verdict)
 
-TRIVIAL_C = "int main(void){return 0;}\n"
 BAR = 1.2
-
-
-
-
-def compile_trivial(directory: str) -> str:
-    source = os.path.join(directory, "trivial.c")
-    with open(source, "w") as stream:
-        stream.write(TRIVIAL_C)
-    program = os.path.join(directory, "trivial")
-    subprocess.run(
-        ["gcc", "-O2", "-o", program, source, f"-Wl,--dynamic-linker={FOREIGN_INTERPRETER}"],
-        check=True,
-    )
-    return program
 
 
 def clean_venv(directory: str, python: str, nixld: str) -> tuple[str, str]:
@@ -104,13 +93,7 @@ def clean_venv(directory: str, python: str, nixld: str) -> tuple[str, str]:
 
 def child_environment(loader: str, library_dir: str, pycache: str | None) -> dict[str, str]:
     """The caller's environment with nixld's settings pinned, the same for every command."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("NIX_LD") and name not in ("LD_LIBRARY_PATH", "LD_PRELOAD")
-    }
-    env["NIX_LD"] = loader
-    env["NIX_LD_LIBRARY_PATH"] = library_dir
+    env = clean_environment(NIX_LD=loader, NIX_LD_LIBRARY_PATH=library_dir)
     if pycache is None:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.pop("PYTHONPYCACHEPREFIX", None)
@@ -120,17 +103,19 @@ def child_environment(loader: str, library_dir: str, pycache: str | None) -> dic
     return env
 
 
-def commands(python: str, nixld: str, loader: str, library_dir: str) -> list[tuple[str, str, list[str]]]:
-    """(key, label, argv) for every measured command; argv[0] is the file to execute."""
+def commands(python: str, nixld: str, loader: str, library_dir: str, env: dict[str, str]) -> list[Command]:
+    """Every measured command (argv[0] is the file to execute), with what a complete run prints."""
     return [
-        ("S", "python -S -c pass", [python, "-S", "-c", "pass"]),
-        ("P", "python -c pass", [python, "-c", "pass"]),
-        ("a", 'python -c "import re"', [python, "-c", "import re"]),
-        ("b", "LOADER --library-path DIR ./trivial", [loader, "--library-path", library_dir, "./trivial"]),
-        ("c", "nixld run ./trivial", [nixld, "run", "./trivial"]),
-        ("d", "python -c \"import nixld; nixld.exec_foreign('./trivial')\"",
-         [python, "-c", "import nixld; nixld.exec_foreign('./trivial')"]),
-        ("e", "python -m nixld run ./trivial", [python, "-m", "nixld", "run", "./trivial"]),
+        Command("S", "python -S -c pass", [python, "-S", "-c", "pass"], env, b""),
+        Command("P", "python -c pass", [python, "-c", "pass"], env, b""),
+        Command("a", 'python -c "import re"', [python, "-c", "import re"], env, b""),
+        Command("b", "LOADER --library-path DIR ./trivial", [loader, "--library-path", library_dir, "./trivial"],
+                env, TRIVIAL_OUTPUT),
+        Command("c", "nixld run ./trivial", [nixld, "run", "./trivial"], env, TRIVIAL_OUTPUT),
+        Command("d", "python -c \"import nixld; nixld.exec_foreign('./trivial')\"",
+                [python, "-c", "import nixld; nixld.exec_foreign('./trivial')"], env, TRIVIAL_OUTPUT),
+        Command("e", "python -m nixld run ./trivial", [python, "-m", "nixld", "run", "./trivial"], env,
+                TRIVIAL_OUTPUT),
     ]
 
 
@@ -142,31 +127,20 @@ def editable_hooks(python: str, env: dict[str, str]) -> list[str]:
     return result.stdout.split()
 
 
-def check(argv: list[str], env: dict[str, str]) -> None:
-    """Run a command once, loudly: a benchmark of a failing command measures nothing."""
-    result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if result.returncode != 0:
-        sys.exit(f"launch.py: {' '.join(argv)} exited with {result.returncode}:\n{result.stderr}")
-
-
-
-
-
-
 def benchmark(args, python, nixld, loader, workdir, env) -> int:
     library_dir = os.path.join(workdir, "lib")
-    table = commands(python, nixld, loader, library_dir)
-    for _, _, argv in table:
-        check(argv, env)
+    table = commands(python, nixld, loader, library_dir, env)
+    for command in table:
+        check(command)
     rng = random.Random(20240501)
-    rounds = interleaved_rounds([(key, argv, env) for key, _, argv in table], args.runs, args.warmup, rng)
+    rounds = interleaved_rounds(table, args.runs, args.warmup, rng, workdir)
 
     def ms(value: float) -> str:
         return f"{value / 1e6:7.2f}"
 
-    medians = {key: statistics.median(r[key] for r in rounds) for key, _, _ in table}
+    medians = {command.key: statistics.median(r[command.key] for r in rounds) for command in table}
     print(f"{'':4}{'command':58}{'median':>8}{'p25':>8}{'p75':>8}   (ms)")
-    for key, label, _ in table:
+    for key, label, *_ in table:
         column = [r[key] for r in rounds]
         tag = "" if key in "SP" else f"{key}."
         print(f"{tag:4}{label:58}{ms(medians[key]):>8}{ms(quantile(column, .25)):>8}"
@@ -176,17 +150,14 @@ def benchmark(args, python, nixld, loader, workdir, env) -> int:
     print(f"floor = median(a) + median(b) = {ms(medians['a']).strip()} + {ms(medians['b']).strip()}"
           f" = {ms(floor).strip()} ms")
     print(f"{'':4}{'ratio to the floor':34}{'median':>8}   {'95% interval':15}{'over the floor':>16}")
-    verdict = None
+    bar = None
     for key, label in (("c", "nixld run"), ("d", "exec_foreign"), ("e", "python -m nixld run")):
         low, high = bootstrap_ratio(rounds, key, ("a", "b"), rng)
         ratio = medians[key] / floor
         extra = f"{(medians[key] - floor) / 1e6:+.2f} ms"
-        line = f"{key}.  {label:34}{ratio:8.3f}   [{low:.3f}, {high:.3f}]  {extra:>14}"
+        print(f"{key}.  {label:34}{ratio:8.3f}   [{low:.3f}, {high:.3f}]  {extra:>14}")
         if key == "c":
-            verdict = "PASS" if ratio <= BAR else "FAIL"
-            certainty = "" if (high <= BAR or low > BAR) else " (the interval straddles the bar: rerun with more --runs)"
-            line += f"   bar {BAR}: {verdict}{certainty}"
-        print(line)
+            bar = Ratio("c/(a+b)", ratio, low, high, BAR)
     print()
     preloaded = subprocess.run([python, "-c", "import sys; print('re' in sys.modules)"], env=env,
                                capture_output=True, text=True).stdout.strip() == "True"
@@ -199,10 +170,10 @@ def benchmark(args, python, nixld, loader, workdir, env) -> int:
         print(f"note: site runs {', '.join(hooks)} at every start in this venv (an editable install);"
               " a regular install has no such hook, so its floor is smaller and the ratio higher:"
               " see --clean-venv.")
-    if verdict == "FAIL":
+    if bar.ratio > BAR:
         print("nixld run is over the bar: `python benchmarks/launch.py --importtime` lists what its"
               " run path imports beyond the floor.")
-    return 0 if verdict == "PASS" else 1
+    return verdict([bar])
 
 
 def parse_importtime(stderr: str) -> list[tuple[str, int, int]]:
@@ -272,16 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     nixld = os.path.join(os.path.dirname(python), "nixld")
     if not os.access(nixld, os.X_OK):
         sys.exit(f"launch.py: no nixld console script next to {python}: install nixld in this venv")
+    installed_nixld()
     loader = find_loader()
-    workdir = tempfile.mkdtemp(prefix="nixld-bench-")
-    try:
+    with scratch_directory() as workdir:
         os.mkdir(os.path.join(workdir, "lib"))
-        compile_trivial(workdir)
+        compile_trivial(workdir, "trivial", FOREIGN_INTERPRETER)
         if args.clean_venv:
             python, nixld = clean_venv(workdir, python, nixld)
         pycache = None if args.no_pyc else os.path.join(workdir, "pycache")
         env = child_environment(loader, os.path.join(workdir, "lib"), pycache)
-        os.chdir(workdir)
         print(f"nixld start-up: {python}{' (a new venv, see --clean-venv)' if args.clean_venv else ''}"
               f" (Python {sys.version.split()[0]}), loader {loader}, "
               f"{os.cpu_count()} CPUs; bytecode {'compiled at every start' if args.no_pyc else 'cached'}")
@@ -291,10 +261,6 @@ def main(argv: list[str] | None = None) -> int:
               f" in a shuffled order; wall time posix_spawn -> waitpid")
         print()
         return benchmark(args, python, nixld, loader, workdir, env)
-    finally:
-        os.chdir("/")
-        shutil.rmtree(workdir, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.dont_write_bytecode = True  # a benchmark leaves no files behind

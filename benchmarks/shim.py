@@ -21,14 +21,18 @@ time of a whole process, from posix_spawn to waitpid:
                                           `nixld run`, a wrapper script and design (b) (the
                                           loader's by-hand mode entered from the shim) do: the
                                           loader maps the program itself
-  w  ./trivial-wrapper                    `nixld wrap --format binary` of the foreign program,
-                                          when the installation has the launcher: against h
+  w  ./trivial-wrapper                    `nixld wrap --format binary` of the foreign program:
+                                          against h. A wrap that fails ends the benchmark.
 
-`./trivial-*` are `int main(void){return 0;}`. The runs are interleaved: each round runs every
-command once, in a shuffled order, so drift on a noisy machine falls on all alike; a few
-warm-up rounds are discarded. Medians in ms with the 25th and 75th percentiles; each ratio's
-bracket is a 95% bootstrap interval over rounds: an interval that straddles the bar is noise,
-run again with more --runs. Exit status 0 when every bar holds, 1 otherwise.
+`./trivial-*` are one program, which prints a line once its main() has run: every run, the
+warm-up's and the timed ones, must print exactly that line and exit 0, or the benchmark stops
+(a shim or wrapper that starts nothing would otherwise be fast). The runs are interleaved: each
+round runs every command once, in a shuffled order, so drift on a noisy machine falls on all
+alike; a few warm-up rounds are discarded. Medians in ms with the 25th and 75th percentiles;
+each ratio's bracket is a 95% bootstrap interval over rounds: an interval that straddles the bar
+is noise, run again with more --runs. The last line is the verdict. Children run in a scratch
+directory, so the benchmark can be started from anywhere. Exit status 0 when every bar holds,
+1 otherwise.
 
     python benchmarks/shim.py [--runs N] [--warmup N]
 """
@@ -40,31 +44,22 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 
-from measurements import FOREIGN_INTERPRETER, find_loader, interleaved_rounds, report
+from measurements import (FOREIGN_INTERPRETER, TRIVIAL_OUTPUT, Command, check, clean_environment, compile_trivial,
+                          find_loader, installed_nixld, interleaved_rounds, ratio_of, report, scratch_directory,
+                          verdict)
 
-import nixld
-
-TRIVIAL_C = "int main(void){return 0;}\n"
 BAR = 1.1
 
 
-def compile_program(directory: str, name: str, interpreter: str) -> str:
-    source = os.path.join(directory, "trivial.c")
-    with open(source, "w") as stream:
-        stream.write(TRIVIAL_C)
-    program = os.path.join(directory, name)
-    subprocess.run(["gcc", "-O2", "-o", program, source, f"-Wl,--dynamic-linker={interpreter}"], check=True)
-    return program
-
-
-def binary_wrapper(directory: str, foreign: str, loader: str, library_dir: str) -> str | None:
-    """`nixld wrap --format binary` of `foreign`, or None where nixld has no such command yet."""
+def binary_wrapper(directory: str, foreign: str, loader: str, library_dir: str) -> str:
+    """`nixld wrap --format binary` of `foreign`; exits when nixld cannot make it."""
     wrapper = os.path.join(directory, "trivial-wrapper")
     result = subprocess.run([sys.executable, "-m", "nixld", "wrap", "--format", "binary", "--ld", loader,
                              "-L", library_dir, "-o", wrapper, foreign], capture_output=True, text=True)
-    return wrapper if result.returncode == 0 else None
+    if result.returncode != 0:
+        sys.exit(f"shim.py: nixld wrap --format binary failed ({result.returncode}): {result.stderr.strip()}")
+    return wrapper
 
 
 def main() -> int:
@@ -73,40 +68,39 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100)
     args = parser.parse_args()
 
+    nixld = installed_nixld()
     loader = find_loader()
-    base = {name: value for name, value in os.environ.items()
-            if not name.startswith("NIX_LD") and name not in ("LD_LIBRARY_PATH", "LD_PRELOAD")}
-    with tempfile.TemporaryDirectory() as workdir:
+    base = clean_environment()
+    with scratch_directory() as workdir:
         library_dir = os.path.join(workdir, "lib")
         os.mkdir(library_dir)
-        native = compile_program(workdir, "trivial-native", loader)
-        shimmed = compile_program(workdir, "trivial-shim", nixld.shim_path())
-        foreign = compile_program(workdir, "trivial-foreign", FOREIGN_INTERPRETER)
+        native = compile_trivial(workdir, "trivial-native", loader)
+        shimmed = compile_trivial(workdir, "trivial-shim", nixld.shim_path())
+        foreign = compile_trivial(workdir, "trivial-foreign", FOREIGN_INTERPRETER)
         with_path = {**base, "NIX_LD": loader, "NIX_LD_LIBRARY_PATH": library_dir}
         without_path = {**base, "NIX_LD": loader, "NIX_LD_LIBRARY_PATH": ":"}
         table = [
-            ("n", "./trivial-native", [native], base),
-            ("l", "./trivial-native, LD_LIBRARY_PATH=DIR", [native], {**base, "LD_LIBRARY_PATH": library_dir}),
-            ("s", "./trivial-shim, NIX_LD_LIBRARY_PATH=DIR", [shimmed], with_path),
-            ("p", "./trivial-shim, no library path", [shimmed], without_path),
-            ("h", "LOADER --library-path DIR ./trivial-native", [loader, "--library-path", library_dir, native], base),
+            Command("n", "./trivial-native", [native], base, TRIVIAL_OUTPUT),
+            Command("l", "./trivial-native, LD_LIBRARY_PATH=DIR", [native], {**base, "LD_LIBRARY_PATH": library_dir},
+                    TRIVIAL_OUTPUT),
+            Command("s", "./trivial-shim, NIX_LD_LIBRARY_PATH=DIR", [shimmed], with_path, TRIVIAL_OUTPUT),
+            Command("p", "./trivial-shim, no library path", [shimmed], without_path, TRIVIAL_OUTPUT),
+            Command("h", "LOADER --library-path DIR ./trivial-native", [loader, "--library-path", library_dir, native],
+                    base, TRIVIAL_OUTPUT),
+            Command("w", "./trivial-wrapper (nixld wrap --format binary)",
+                    [binary_wrapper(workdir, foreign, loader, library_dir)], base, TRIVIAL_OUTPUT),
         ]
-        wrapper = binary_wrapper(workdir, foreign, loader, library_dir)
-        if wrapper:
-            table.append(("w", "./trivial-wrapper (nixld wrap --format binary)", [wrapper], base))
-        for _, label, argv, env in table:
-            result = subprocess.run(argv, env=env, capture_output=True)
-            if result.returncode != 0:
-                sys.exit(f"shim.py: {label} exited with {result.returncode}: {result.stderr.decode()}")
-
+        for command in table:
+            check(command)
         rng = random.Random(20241126)
-        rounds = interleaved_rounds([(key, argv, env) for key, _, argv, env in table], args.runs, args.warmup, rng)
+        rounds = interleaved_rounds(table, args.runs, args.warmup, rng, workdir)
 
     print(f"{args.runs} interleaved rounds after {args.warmup} warm-up rounds; loader {loader}")
-    comparisons = [("s", "l", True), ("p", "n", True), ("s", "n", False), ("h", "n", False)]
-    if wrapper:
-        comparisons.append(("w", "h", True))
-    return 0 if report(rounds, {key: label for key, label, *_ in table}, comparisons, BAR, rng) else 1
+    bars = [ratio_of(rounds, "s", "l", rng, BAR), ratio_of(rounds, "p", "n", rng, BAR),
+            ratio_of(rounds, "w", "h", rng, BAR)]
+    report(rounds, {command.key: command.label for command in table},
+           bars + [ratio_of(rounds, "s", "n", rng), ratio_of(rounds, "h", "n", rng)])
+    return verdict(bars)
 
 
 if __name__ == "__main__":

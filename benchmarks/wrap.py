@@ -10,8 +10,12 @@ against the loader started by hand as well, where a shell costs about one more p
   s  ./trivial-wrapped.sh                  nixld wrap --format sh (-L DIR)
   b  ./trivial-wrapped                     nixld wrap --format binary, for comparison
 
-Interleaved rounds, medians in ms, ratios with a 95% bootstrap interval, as in
-benchmarks/shim.py. Exit status 0 when the bar holds, 1 otherwise.
+Every command runs the same program, which prints a line when its main() has run: each run,
+the warm-up's and the timed ones, must print exactly that line and exit 0, or the benchmark
+stops (a wrapper that starts nothing would otherwise be fast). Interleaved rounds, medians in
+ms, ratios with a 95% bootstrap interval, as in benchmarks/shim.py; the last line is the
+verdict. Children run in a scratch directory, so the benchmark can be started from anywhere
+(from a checkout's root too). Exit status 0 when the bar holds, 1 otherwise.
 
     python benchmarks/wrap.py [--runs N] [--warmup N]
 """
@@ -23,9 +27,10 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 
-from measurements import FOREIGN_INTERPRETER, find_loader, interleaved_rounds, report
+from measurements import (FOREIGN_INTERPRETER, TRIVIAL_OUTPUT, Command, check, clean_environment, compile_trivial,
+                          find_loader, installed_nixld, interleaved_rounds, ratio_of, report, scratch_directory,
+                          verdict)
 
 BAR = 1.1
 
@@ -36,20 +41,13 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=50)
     args = parser.parse_args()
 
+    installed_nixld()
     loader = find_loader()
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("NIX_LD") and name not in ("LD_LIBRARY_PATH", "LD_PRELOAD")}
-    env["NIX_LD"] = loader
-    with tempfile.TemporaryDirectory() as workdir:
+    with scratch_directory() as workdir:
         library_dir = os.path.join(workdir, "lib")
         os.mkdir(library_dir)
-        env["NIX_LD_LIBRARY_PATH"] = library_dir
-        source = os.path.join(workdir, "trivial.c")
-        with open(source, "w") as stream:
-            stream.write("int main(void){return 0;}\n")
-        program = os.path.join(workdir, "trivial")
-        subprocess.run(["gcc", "-O2", "-o", program, source, f"-Wl,--dynamic-linker={FOREIGN_INTERPRETER}"],
-                       check=True)
+        env = clean_environment(NIX_LD=loader, NIX_LD_LIBRARY_PATH=library_dir)
+        program = compile_trivial(workdir, "trivial", FOREIGN_INTERPRETER)
         by_hand = os.path.join(workdir, "by-hand.sh")
         with open(by_hand, "w") as stream:
             stream.write(f'#!/bin/sh\nexec {loader} --library-path {library_dir} --argv0 "$0" {program} "$@"\n')
@@ -57,24 +55,27 @@ def main() -> int:
         wrapped = {}
         for fmt, name in (("sh", "trivial-wrapped.sh"), ("binary", "trivial-wrapped")):
             wrapped[fmt] = os.path.join(workdir, name)
-            subprocess.run([sys.executable, "-m", "nixld", "wrap", "--format", fmt, "-o", wrapped[fmt], program],
-                           env=env, check=True, stdout=subprocess.DEVNULL)
-        table = [
-            ("h", "LOADER --library-path DIR ./trivial", [loader, "--library-path", library_dir, program]),
-            ("m", "./by-hand.sh (one exec line, written by hand)", [by_hand]),
-            ("s", "./trivial-wrapped.sh (nixld wrap --format sh)", [wrapped["sh"]]),
-            ("b", "./trivial-wrapped (nixld wrap --format binary)", [wrapped["binary"]]),
-        ]
-        for _, label, argv in table:
-            result = subprocess.run(argv, env=env, capture_output=True)
+            result = subprocess.run([sys.executable, "-m", "nixld", "wrap", "--format", fmt, "-o", wrapped[fmt],
+                                     program], env=env, capture_output=True, text=True)
             if result.returncode != 0:
-                sys.exit(f"wrap.py: {label} exited with {result.returncode}: {result.stderr.decode()}")
+                sys.exit(f"wrap.py: nixld wrap --format {fmt} failed ({result.returncode}): {result.stderr.strip()}")
+        table = [
+            Command("h", "LOADER --library-path DIR ./trivial", [loader, "--library-path", library_dir, program],
+                    env, TRIVIAL_OUTPUT),
+            Command("m", "./by-hand.sh (one exec line, written by hand)", [by_hand], env, TRIVIAL_OUTPUT),
+            Command("s", "./trivial-wrapped.sh (nixld wrap --format sh)", [wrapped["sh"]], env, TRIVIAL_OUTPUT),
+            Command("b", "./trivial-wrapped (nixld wrap --format binary)", [wrapped["binary"]], env, TRIVIAL_OUTPUT),
+        ]
+        for command in table:
+            check(command)
         rng = random.Random(20241126)
-        rounds = interleaved_rounds([(key, argv, env) for key, _, argv in table], args.runs, args.warmup, rng)
+        rounds = interleaved_rounds(table, args.runs, args.warmup, rng, workdir)
 
     print(f"{args.runs} interleaved rounds after {args.warmup} warm-up rounds; loader {loader}")
-    comparisons = [("s", "m", True), ("s", "h", False), ("m", "h", False), ("b", "h", False)]
-    return 0 if report(rounds, {key: label for key, label, _ in table}, comparisons, BAR, rng) else 1
+    bar = ratio_of(rounds, "s", "m", rng, BAR)
+    report(rounds, {command.key: command.label for command in table},
+           [bar, ratio_of(rounds, "s", "h", rng), ratio_of(rounds, "m", "h", rng), ratio_of(rounds, "b", "h", rng)])
+    return verdict([bar])
 
 
 if __name__ == "__main__":

@@ -2,31 +2,38 @@
 
 The loader finds a library by the file name its DT_NEEDED entry gives, in directories, and
 skips files of another class or machine; so the index maps file names to the directories that
-hold an ELF shared object of that name, with its class and machine (64 bytes read per file).
+hold an ELF shared object of that name, with its class and machine (20 bytes read per file).
 An index per search root is cached under $XDG_CACHE_HOME/nixld/ with each directory's mtime:
 a later run re-reads only directories that changed (a library added, removed or replaced by
-rename changes its directory's mtime; one rewritten in place does not: --refresh).
+rename changes its directory's mtime; one rewritten in place does not: --refresh). In the Nix
+store, a finished package is read once, since store paths do not change.
 
 The answer is reached with nixld's own resolver (nixld inspect): directories are added to the
-NIX_LD library path, those that provide the most of what is still missing first (the program's
-own tree before anything else), until nothing is missing or nothing more can be found; each
-round's inspection also brings in what a newly found library needs.
+NIX_LD library path, root by root in the order the user would expect (the program's own tree,
+then the --search roots as given, then /nix/store and the NIX_LD library directories), and
+within a root those that provide the most of what is still missing first, then the shorter path,
+until nothing is missing or nothing more can be found; each round's inspection also brings in
+what a newly found library needs.
 """
 
 from __future__ import annotations
 
+import array
+import bisect
+import contextlib
 import hashlib
-import json
 import os
+import struct
 import sys
 import tempfile
 import time
+import zlib
 from collections import namedtuple
 
 from nixld import config, elf
 from nixld.errors import NixLdError, display
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 STORE = b"/nix/store"
 # In the store, libraries live in each package's lib/ (or lib64/); the rest is not searched.
 STORE_LIBRARY_DIRS = (b"lib", b"lib64")
@@ -40,7 +47,7 @@ NOT_A_VENDOR_TREE = {b"/", b"/usr", b"/usr/local", b"/opt", b"/home", b"/nix", S
                      b"/run/current-system/sw", b"/tmp"}
 
 Candidate = namedtuple("Candidate", "directory elf_class machine")
-Choice = namedtuple("Choice", "directory provides origin")
+Choice = namedtuple("Choice", "directory provides origin root")
 Answer = namedtuple("Answer", "program system variable directories chosen candidates unresolved missing_before "
                               "roots vendor_tree index_stats")
 
@@ -92,66 +99,156 @@ class _Progress:
 
 
 class RootIndex:
-    """The shared objects under one root: per directory, its mtime, subdirectories and the
-    {file name: (class, machine)} of the shared objects it holds."""
+    """The shared objects under one root: every directory read, in the order of the walk, with its
+    mtime and subdirectories; and a table of the shared objects they hold, sorted by file name,
+    each with its directory, class and machine, so that a name is looked up without a pass over
+    the table.
 
-    def __init__(self, root: bytes, directories: dict | None = None, depth: int = ROOT_DEPTH,
-                 hidden: bool = True) -> None:
+    A root that is a Nix store (`store`) is read as find-libs reads /nix/store: each package's
+    lib/ and lib64/, not deeper. A package that Nix has finished (it sets every mtime in a store
+    path to 1 s once the path is complete) is read once: store paths do not change, and a path
+    added or removed changes the store's own mtime. Elsewhere, every directory's mtime is checked:
+    a directory that changed, or is new, is read again."""
+
+    def __init__(self, root: bytes, *, store: bool = False, depth: int = ROOT_DEPTH, hidden: bool = True) -> None:
         self.root = root
+        self.store = store
         self.depth = depth
         self.hidden = hidden
-        self.directories: dict[bytes, dict] = directories or {}
         self.files_read = 0
         self.directories_read = 0
+        self._set_records({})
+
+    @property
+    def directories(self) -> list[bytes]:
+        """Every directory read, in the order of the walk."""
+        if self._directories is None:
+            self._directories = [self._path(relative) for relative in self._relative]
+        return self._directories
 
     def candidates(self):
-        """(file name, Candidate) for every shared object indexed."""
-        for directory, entry in self.directories.items():
-            for name, (elf_class, machine) in entry["libraries"].items():
-                yield name, Candidate(directory, elf_class, machine)
+        """(file name, Candidate) for every shared object indexed, by file name."""
+        directories = self.directories
+        for name, owner, elf_class, machine in zip(self._names, self._owners, self._classes, self._machines):
+            yield name, Candidate(directories[owner], elf_class, machine)
+
+    def providers(self, name: bytes) -> list[Candidate]:
+        """The shared objects named `name`, in the order of the walk."""
+        start = bisect.bisect_left(self._names, name)
+        end = bisect.bisect_right(self._names, name, start)
+        return [Candidate(self._path(self._relative[owner]), elf_class, machine) for owner, elf_class, machine
+                in zip(self._owners[start:end], self._classes[start:end], self._machines[start:end])]
 
     def refresh(self, progress: _Progress | None = None) -> None:
-        """Bring the index up to date with the disk: read again only directories whose mtime
-        changed, or that are new."""
-        previous, self.directories = self.directories, {}
-        for directory in self._top_directories():
-            self._walk(directory, previous, progress, depth=0)
+        """Bring the index up to date with the disk, reading again only what changed."""
+        if self._relative and self._unchanged():
+            return
+        previous, records = self._records(), {}
+        if self.store:
+            self._walk_store(previous, records, progress)
+        else:
+            self._walk(b"", 0, previous, records, progress)
+        self._set_records(records)
 
-    def _top_directories(self):
-        if self.root == STORE:
-            try:
-                packages = sorted(entry.name for entry in os.scandir(STORE) if entry.is_dir(follow_symlinks=False))
-            except OSError:
-                return []
-            return [os.path.join(STORE, package, sub) for package in packages for sub in STORE_LIBRARY_DIRS]
-        return [self.root]
+    def _path(self, relative: bytes) -> bytes:
+        return os.path.join(self.root, relative) if relative else self.root
 
-    def _walk(self, directory: bytes, previous: dict, progress: _Progress | None, depth: int) -> None:
+    def _unchanged(self) -> bool:
+        """Whether every directory that can change has the mtime it had when it was read: the root,
+        and, in a store, the packages Nix has not finished and their library directories."""
         try:
-            mtime = os.stat(directory).st_mtime_ns
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_mtime_ns != self._mtimes[0]:
+                return False
+            relatives, mtimes = self._relative[1:], self._mtimes[1:]
+            if self.store and mtimes.count(NIX_MTIME) == len(mtimes):
+                return True  # every package finished: nothing in the store but its list can change
+            if self.store:
+                finished = {relative for relative, mtime in zip(relatives, mtimes)
+                            if b"/" not in relative and mtime == NIX_MTIME}
+                kept = [(relative, mtime) for relative, mtime in zip(relatives, mtimes)
+                        if relative.partition(b"/")[0] not in finished]
+                relatives, mtimes = [relative for relative, _ in kept], [mtime for _, mtime in kept]
+            stat = os.stat
+            # Relative to the root's descriptor, the kernel walks a shorter path: a warm run is
+            # mostly these calls, one per directory.
+            return [stat(relative, dir_fd=fd, follow_symlinks=False).st_mtime_ns for relative in relatives] == mtimes
+        except OSError:  # a directory gone, or one that could not be looked at last time either
+            return False
+        finally:
+            os.close(fd)
+
+    def _walk(self, relative: bytes, depth: int, previous: dict, records: dict, progress: _Progress | None) -> None:
+        path = self._path(relative)
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            if relative:  # listed, but not to be looked at now: kept with no mtime, so that it is tried again
+                records[relative] = (_NO_MTIME, [], {})
+            return
+        record = previous.get(relative)
+        if record is None or record[0] != mtime:
+            record = self._read_directory(path, mtime, progress)
+        records[relative] = record
+        if depth < self.depth:
+            for sub in record[1]:
+                if self.hidden or not sub.startswith(b"."):
+                    self._walk(os.path.join(relative, sub) if relative else sub, depth + 1, previous, records,
+                               progress)
+
+    def _walk_store(self, previous: dict, records: dict, progress: _Progress | None) -> None:
+        try:
+            mtime = os.stat(self.root).st_mtime_ns
+            self.directories_read += 1
+            packages = sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir(follow_symlinks=False))
         except OSError:
             return
-        cached = previous.get(directory)
-        if cached is None or cached["mtime"] != mtime:
-            cached = self._read_directory(directory, mtime, progress)
-        self.directories[directory] = cached
-        recursive = self.root != STORE
-        if recursive and depth < self.depth:
-            for sub in cached["subdirectories"]:
-                if self.hidden or not sub.startswith(b"."):
-                    self._walk(os.path.join(directory, sub), previous, progress, depth + 1)
+        records[b""] = (mtime, packages, {})
+        for package in packages:
+            before = previous.get(package)
+            finished = before is not None and before[0] == NIX_MTIME
+            if finished:
+                package_mtime = NIX_MTIME
+            else:
+                try:
+                    package_mtime = os.stat(os.path.join(self.root, package)).st_mtime_ns
+                except OSError:
+                    continue
+            libraries = []
+            for sub in STORE_LIBRARY_DIRS:
+                relative = os.path.join(package, sub)
+                if finished:
+                    if relative in previous:
+                        libraries.append((relative, previous[relative]))
+                    continue
+                path = os.path.join(self.root, relative)
+                try:
+                    sub_mtime = os.stat(path).st_mtime_ns
+                except OSError:
+                    continue
+                record = previous.get(relative)
+                if record is None or record[0] != sub_mtime:
+                    record = self._read_directory(path, sub_mtime, progress, subdirectories=False)
+                libraries.append((relative, record))
+            records[package] = (package_mtime, [os.path.basename(relative) for relative, _ in libraries], {})
+            records.update(libraries)
 
-    def _read_directory(self, directory: bytes, mtime: int, progress: _Progress | None) -> dict:
+    def _read_directory(self, directory: bytes, mtime: int, progress: _Progress | None,
+                        subdirectories: bool = True) -> tuple:
         self.directories_read += 1
-        subdirectories, libraries = [], {}
+        names, libraries = [], {}
         try:
             entries = list(os.scandir(directory))
         except OSError:
-            return {"mtime": mtime, "subdirectories": [], "libraries": {}, "unreadable": True}
+            return mtime, [], {}
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    subdirectories.append(entry.name)
+                    if subdirectories:
+                        names.append(entry.name)
                     continue
             except OSError:
                 continue
@@ -162,68 +259,146 @@ class RootIndex:
                     libraries[entry.name] = facts
                 if progress:
                     progress.update(self.files_read)
-        return {"mtime": mtime, "subdirectories": sorted(subdirectories), "libraries": libraries}
+        return mtime, sorted(names), libraries
 
-    # The cache: JSON, with bytes as surrogate-escaped text; names joined with NULs, which no
-    # file name holds, so that a directory is decoded in a few calls (a warm run is mostly this).
+    def _records(self) -> dict:
+        """{relative path: (mtime, subdirectories, {file name: (class, machine)})}, as a walk uses them."""
+        libraries = [{} for _ in self._relative]
+        for name, owner, elf_class, machine in zip(self._names, self._owners, self._classes, self._machines):
+            libraries[owner][name] = (elf_class, machine)
+        return {relative: record for relative, *record in
+                zip(self._relative, self._mtimes, self._subdirectories(), libraries)}
 
-    def to_json(self) -> dict:
-        text = os.fsdecode
-        return {"version": INDEX_VERSION, "root": text(self.root), "directories": [
-            [text(directory), entry["mtime"], text(b"\0".join(entry["subdirectories"])),
-             text(b"\0".join(entry["libraries"])), [n for facts in entry["libraries"].values() for n in facts]]
-            for directory, entry in self.directories.items()]}
+    def _set_records(self, records: dict) -> None:
+        self._relative = list(records)
+        self._mtimes = [record[0] for record in records.values()]
+        self._subdirectory_lists = [record[1] for record in records.values()]
+        self._packed_subdirectories = None
+        rows = sorted((name, owner, *facts) for owner, record in enumerate(records.values())
+                      for name, facts in record[2].items())
+        self._names = [row[0] for row in rows]
+        self._owners = [row[1] for row in rows]
+        self._classes = [row[2] for row in rows]
+        self._machines = [row[3] for row in rows]
+        self._directories = None
+
+    def _subdirectories(self) -> list[list[bytes]]:
+        if self._subdirectory_lists is None:
+            counts, joined = self._packed_subdirectories
+            names, self._subdirectory_lists, start = _split(joined, sum(counts)), [], 0
+            for count in counts:
+                self._subdirectory_lists.append(names[start:start + count])
+                start += count
+        return self._subdirectory_lists
+
+    # The cache file: a header, then the sections below, then a CRC-32 of all that comes before.
+    # Lists of names are joined with NULs, which no file name holds, and numbers are arrays, so
+    # that a warm run decodes the whole index in a few calls.
+
+    def to_bytes(self) -> bytes:
+        subdirectories = self._subdirectories()
+        sections = [self.root, b"\0".join(self._relative), _pack("q", self._mtimes),
+                    _pack("I", [len(names) for names in subdirectories]),
+                    b"\0".join(name for names in subdirectories for name in names), b"\0".join(self._names),
+                    _pack("I", self._owners), bytes(self._classes), _pack("H", self._machines)]
+        body = _HEADER.pack(_MAGIC, INDEX_VERSION, self.store, len(self._relative),
+                            sum(map(len, subdirectories)), len(self._names), *map(len, sections)) + b"".join(sections)
+        return body + zlib.crc32(body).to_bytes(4, "little")
 
     @classmethod
-    def from_json(cls, root: bytes, document) -> RootIndex | None:
-        """The index in `document`, or None when it is not an index of `root` in this format."""
-        def names(joined: str) -> list[bytes]:
-            return joined.encode("utf-8", "surrogateescape").split(b"\0") if joined else []
-
-        try:
-            if document["version"] != INDEX_VERSION or os.fsencode(document["root"]) != root:
-                return None
-            directories = {}
-            for directory, mtime, subdirectories, libraries, facts in document["directories"]:
-                files = names(libraries)
-                # The facts only ever meet == with a program's (class, machine): a number of
-                # the wrong type matches nothing, so the shape is what needs checking here.
-                if type(mtime) is not int or type(facts) is not list or len(facts) != 2 * len(files):
-                    return None
-                directories[os.fsencode(directory)] = {
-                    "mtime": mtime, "subdirectories": names(subdirectories),
-                    "libraries": dict(zip(files, zip(facts[0::2], facts[1::2])))}
-        except (KeyError, TypeError, ValueError, AttributeError, UnicodeError):
+    def from_bytes(cls, root: bytes, data: bytes, *, store: bool = False) -> RootIndex | None:
+        """The index in `data`, or None when it is not an index of `root`, read as `store` says, in
+        this format."""
+        if len(data) < _HEADER.size + 4 or zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
             return None
-        return cls(root, directories)
+        magic, version, is_store, directories, subdirectories, libraries, *lengths = _HEADER.unpack_from(data)
+        if (magic, version, is_store) != (_MAGIC, INDEX_VERSION, store) or sum(lengths) != len(data) - 4 - _HEADER.size:
+            return None
+        sections, start = [], _HEADER.size
+        for length in lengths:
+            sections.append(data[start:start + length])
+            start += length
+        try:
+            (cached_root, relative, mtimes, counts, subdirectory_names, names, owners, classes, machines) = sections
+            relative, names = _split(relative, directories), _split(names, libraries)
+            # Split only when a walk needs them; counted now, so that a bad file is refused here.
+            if (subdirectory_names.count(b"\0") + 1 if subdirectories else len(subdirectory_names)) != subdirectories:
+                raise ValueError("subdirectory names")
+            mtimes, counts, owners, machines = (_unpack("q", mtimes), _unpack("I", counts), _unpack("I", owners),
+                                                _unpack("H", machines))
+        except ValueError:
+            return None
+        if (cached_root != root or len(mtimes) != directories or len(counts) != directories
+                or sum(counts) != subdirectories or not len(owners) == len(classes) == len(machines) == libraries
+                or (relative and relative[0] != b"") or (owners and max(owners) >= directories)
+                or names != sorted(names)):
+            return None
+        index = cls(root, store=store)
+        index._relative, index._mtimes = relative, mtimes
+        index._subdirectory_lists, index._packed_subdirectories = None, (counts, subdirectory_names)
+        index._names, index._owners, index._classes, index._machines = names, owners, list(classes), machines
+        return index
+
+
+# The mtime Nix gives every file and directory of a finished store path (1 s after the epoch).
+NIX_MTIME = 1_000_000_000
+_NO_MTIME = -1
+_MAGIC = b"nixld-index\0"
+# magic, version, store, directories, subdirectory names, libraries, then each section's length.
+_HEADER = struct.Struct("<12sIBIII9I")
+
+
+def _pack(typecode: str, numbers) -> bytes:
+    packed = array.array(typecode, numbers)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack(typecode: str, data: bytes) -> list[int]:
+    """The numbers in `data`; raises ValueError when its length does not fit."""
+    numbers = array.array(typecode)
+    numbers.frombytes(data)
+    if sys.byteorder != "little":
+        numbers.byteswap()
+    return numbers.tolist()
+
+
+def _split(joined: bytes, count: int) -> list[bytes]:
+    """`count` names joined with NULs; raises ValueError when there are not that many."""
+    names = joined.split(b"\0") if count else []
+    if len(names) != count:
+        raise ValueError(f"{len(names)} names, not {count}")
+    return names
 
 
 def _cache_file(cache_dir: bytes, root: bytes) -> bytes:
-    return os.path.join(cache_dir, b"index-" + hashlib.sha256(root).hexdigest()[:24].encode() + b".json")
+    return os.path.join(cache_dir, b"index-" + hashlib.sha256(root).hexdigest()[:24].encode() + b".bin")
 
 
-def load_index(root: bytes, cache_dir: bytes | None, refresh: bool = False) -> tuple[RootIndex, str]:
-    """The up-to-date index of `root`, from the cache when there is a usable one; and how it
-    was had: "cached", "refreshed" (a cache was brought up to date), "built" or "rebuilt" (the
-    cache file was corrupt or not an index of this root: never trusted)."""
+def load_index(root: bytes, cache_dir: bytes | None, refresh: bool = False, *,
+               store: bool = False) -> tuple[RootIndex, str]:
+    """The up-to-date index of `root` (a Nix store when `store`), from the cache when there is a
+    usable one; and how it was had: "cached", "refreshed" (a cache was brought up to date),
+    "built" or "rebuilt" (the cache file was corrupt or not an index of this root: never trusted)."""
     how, index = "built", None
     path = None if cache_dir is None else _cache_file(cache_dir, root)
     if path is not None and not refresh:
         try:
             with open(path, "rb") as stream:
-                index = RootIndex.from_json(root, json.loads(stream.read()))
+                index = RootIndex.from_bytes(root, stream.read(), store=store)
             how = "cached" if index is not None else "rebuilt"
         except FileNotFoundError:
             pass
-        except (OSError, ValueError):
+        except OSError:
             how = "rebuilt"
-    index = index or RootIndex(root)
+    index = index or RootIndex(root, store=store)
     progress = _Progress(root)
     index.refresh(progress)
     progress.done()
     if how == "cached" and index.directories_read:
         how = "refreshed"
-    if path is not None and (how != "cached"):
+    if path is not None and how != "cached":
         _write_cache(path, index)
     return index, how
 
@@ -231,14 +406,17 @@ def load_index(root: bytes, cache_dir: bytes | None, refresh: bool = False) -> t
 def _write_cache(path: bytes, index: RootIndex) -> None:
     """Write the cache file whole (temporary file, then rename); a cache that cannot be written
     costs only time, so failures are ignored."""
+    temporary = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=b".index-")
-        with os.fdopen(fd, "w") as stream:
-            json.dump(index.to_json(), stream)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(index.to_bytes())
         os.replace(temporary, path)
     except OSError:
-        pass
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 def vendor_tree(program: bytes) -> bytes | None:
@@ -270,55 +448,63 @@ def find_libs(program: bytes, roots: list[bytes], env, *, use_default_roots: boo
     variable = b"NIX_LD_LIBRARY_PATH" if source == "default" else source.encode()
     current = [directory for directory in nix_dirs if source != "default" or os.path.isdir(directory)]
 
+    # What the user named comes before what is there anyway: the --search roots in the order
+    # given, then the default roots.
     all_roots = []
-    if use_default_roots:
-        all_roots += ([STORE] if os.path.isdir(STORE) else []) + [d for d in nix_dirs if os.path.isdir(d)]
     for root in roots:
         if not os.path.isdir(root):
             raise FindLibsError(f"search root {display(root)} is not a directory")
         all_roots.append(os.path.abspath(root))
+    if use_default_roots:
+        all_roots += ([STORE] if os.path.isdir(STORE) else []) + [d for d in nix_dirs if os.path.isdir(d)]
     all_roots = list(dict.fromkeys(all_roots))
 
     tree = vendor_tree(program)
     stats = {}
-    by_name: dict[bytes, list[tuple[Candidate, str]]] = {}
     indexes = ([(_vendor_index(tree), "vendor")] if tree else [])
     for root in all_roots:
-        index, how = load_index(root, cache_dir, refresh)
+        index, how = load_index(root, cache_dir, refresh, store=root == STORE)
         stats[os.fsdecode(root)] = {"how": how, "directories": len(index.directories),
                                     "directories_read": index.directories_read, "files_read": index.files_read}
         indexes.append((index, "root"))
     header = elf.read_header(first.path)
     fits = (header.elf_class, header.machine)
-    for index, origin in indexes:
-        for name, candidate in index.candidates():
-            if (candidate.elf_class, candidate.machine) == fits:
-                by_name.setdefault(name, []).append((candidate, origin))
+    found: dict[bytes, dict[bytes, tuple[int, str, bytes]]] = {}
+
+    def providers(name: bytes) -> dict[bytes, tuple[int, str, bytes]]:
+        """{directory: (rank of its root, origin, root)} of the fitting candidates for `name`, in
+        the order of the roots; a directory under several roots counts under the first."""
+        if name not in found:
+            found[name] = {}
+            for rank, (index, origin) in enumerate(indexes):
+                for candidate in index.providers(name):
+                    if (candidate.elf_class, candidate.machine) == fits:
+                        found[name].setdefault(candidate.directory, (rank, origin, index.root))
+        return found[name]
 
     missing_before = first.missing
     chosen: list[Choice] = []
     inspection = first
     while inspection.missing:
-        missing = set(inspection.missing)
-        scores: dict[bytes, tuple] = {}
-        for name in missing:
-            for candidate, origin in by_name.get(name, ()):
-                if any(choice.directory == candidate.directory for choice in chosen):
-                    continue
-                provides, _, _ = scores.get(candidate.directory, (set(), origin, 0))
-                provides = provides | {name}
-                scores[candidate.directory] = (provides, origin, len(provides))
+        taken = {choice.directory for choice in chosen}
+        scores: dict[bytes, tuple[int, str, bytes, set]] = {}
+        for name in inspection.missing:
+            for directory, (rank, origin, root) in providers(name).items():
+                if directory not in taken:
+                    scores.setdefault(directory, (rank, origin, root, set()))[3].add(name)
         if not scores:
             break
-        # The program's own tree first, then what provides most; then the shorter path.
-        directory = min(scores, key=lambda d: (scores[d][1] != "vendor", -scores[d][2], len(d), d))
-        provides, origin, _ = scores[directory]
-        chosen.append(Choice(directory, tuple(sorted(provides)), origin))
+        # The root first (the program's own tree, then the --search roots, then the default
+        # ones); within it, the directory that provides the most of what is missing, then the
+        # shorter path.
+        directory = min(scores, key=lambda d: (scores[d][0], -len(scores[d][3]), len(d), d))
+        _, origin, root, provides = scores[directory]
+        chosen.append(Choice(directory, tuple(sorted(provides)), origin, root))
         trial = dict(env)
         trial[variable] = b":".join([*current, *(choice.directory for choice in chosen)])
         inspection = inspector.inspect(program, env=trial)
 
-    candidates = {name: [candidate.directory for candidate, _ in by_name.get(name, ())]
+    candidates = {name: [(directory, root) for directory, (_, _, root) in providers(name).items()]
                   for name in sorted({n for choice in chosen for n in choice.provides} | set(inspection.missing))}
     directories = tuple(dict.fromkeys([*current, *(choice.directory for choice in chosen)]))
     return Answer(program, first.system, variable, directories, tuple(chosen), candidates, inspection.missing,
@@ -336,9 +522,10 @@ def as_json(answer: Answer) -> dict:
         "value": text(b":".join(answer.directories)),
         "missing_before": [text(name) for name in answer.missing_before],
         "chosen": [{"directory": text(choice.directory), "provides": [text(n) for n in choice.provides],
-                    "origin": choice.origin} for choice in answer.chosen],
-        "candidates": {text(name): [{"directory": text(d), "chosen": d in chosen} for d in dirs]
-                       for name, dirs in answer.candidates.items()},
+                    "origin": choice.origin, "root": text(choice.root)} for choice in answer.chosen],
+        "candidates": {text(name): [{"directory": text(d), "root": text(root), "chosen": d in chosen}
+                                    for d, root in found]
+                       for name, found in answer.candidates.items()},
         "unresolved": [text(name) for name in answer.unresolved],
         "roots": [text(root) for root in answer.roots],
         "vendor_tree": None if answer.vendor_tree is None else text(answer.vendor_tree),
@@ -356,20 +543,24 @@ def report(answer: Answer) -> str:
     for choice in answer.chosen:
         where = "the program's own tree" if choice.origin == "vendor" else "a search root"
         lines.append(f"{text(choice.directory)}: provides {', '.join(map(text, choice.provides))} ({where})")
-    choices = {choice.directory: choice for choice in answer.chosen}
-    for name, dirs in answer.candidates.items():
-        if len(set(dirs)) > 1:
-            picked = next((choices[d] for d in dirs if d in choices), None)
-            others = ", ".join(text(d) for d in dict.fromkeys(dirs) if picked is None or d != picked.directory)
+    for name, found in answer.candidates.items():
+        if len(found) > 1:
+            picked = next((choice for choice in answer.chosen if name in choice.provides), None)
+            others = [(directory, root) for directory, root in found if picked is None or directory != picked.directory]
             if picked is None:
                 reason = "none chosen"
             elif picked.origin == "vendor":
                 reason = f"chosen: {text(picked.directory)}, in the program's own tree"
+            elif all(root != picked.root for _, root in others):
+                # The others are under roots searched later: what comes first wins, whatever its length.
+                later = ", ".join(text(root) for root in dict.fromkeys(root for _, root in others))
+                reason = f"chosen: {text(picked.directory)}, under {text(picked.root)}, searched before {later}"
             elif len(picked.provides) > 1:
                 reason = f"chosen: {text(picked.directory)}, which provides {len(picked.provides)} of the missing"
             else:
                 reason = f"chosen: {text(picked.directory)}, the shortest path of those providing as much"
-            lines.append(f"{text(name)}: {len(set(dirs))} candidates; {reason}; also in {others}")
+            also = ", ".join(text(directory) for directory, _ in others)
+            lines.append(f"{text(name)}: {len(found)} candidates; {reason}; also in {also}")
     for name in answer.unresolved:
         lines.append(f"{text(name)}: not found under {', '.join(map(text, answer.roots)) or 'any root'}"
                      + (f" nor in {text(answer.vendor_tree)}" if answer.vendor_tree else ""))

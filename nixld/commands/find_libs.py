@@ -15,8 +15,8 @@ def main(args: list[str]) -> int:
         "find-libs",
         description="Find directories that hold the shared libraries PROGRAM is missing under the current "
                     "NIX_LD settings: first in PROGRAM's own tree (where vendors ship theirs), then under "
-                    "the search roots (/nix/store when it exists, the NIX_LD library directories, and each "
-                    "--search ROOT), following what each found library needs in turn; print the "
+                    "each --search ROOT in the order given, then under /nix/store when it exists and the "
+                    "NIX_LD library directories, following what each found library needs in turn; print the "
                     "NIX_LD_LIBRARY_PATH value to use. The index of each root is cached under "
                     "$XDG_CACHE_HOME/nixld/ and read again only where a directory changed.",
         epilog="exit status: 0 when nothing is left missing, 1 when something is (or the output could not be "
