@@ -26,7 +26,6 @@ import os
 import struct
 import sys
 import tempfile
-import time
 import zlib
 from collections import namedtuple
 
@@ -77,27 +76,6 @@ def _elf_facts(path: bytes) -> tuple[int, int] | None:
     return (elf_class, e_machine) if e_type == elf.ET_DYN else None
 
 
-class _Progress:
-    """A one-line counter on stderr while indexing, when stderr is a terminal."""
-
-    def __init__(self, root: bytes) -> None:
-        self.root = display(root)
-        self.shown = 0.0
-        self.active = sys.stderr is not None and sys.stderr.isatty()
-
-    def update(self, files: int) -> None:
-        now = time.monotonic()
-        if self.active and now - self.shown > 0.1:
-            self.shown = now
-            sys.stderr.write(f"\rnixld: indexing {self.root}: {files} files read")
-            sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.active and self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
 class RootIndex:
     """The shared objects under one root: every directory read, in the order of the walk, with its
     mtime and subdirectories; and a table of the shared objects they hold, sorted by file name,
@@ -139,7 +117,7 @@ class RootIndex:
         return [Candidate(self._path(self._relative[owner]), elf_class, machine) for owner, elf_class, machine
                 in zip(self._owners[start:end], self._classes[start:end], self._machines[start:end])]
 
-    def refresh(self, progress: _Progress | None = None) -> None:
+    def refresh(self, progress = None) -> None:
         """Bring the index up to date with the disk, reading again only what changed."""
         if self._relative and self._unchanged():
             return
@@ -181,7 +159,7 @@ class RootIndex:
         finally:
             os.close(fd)
 
-    def _walk(self, relative: bytes, depth: int, previous: dict, records: dict, progress: _Progress | None) -> None:
+    def _walk(self, relative: bytes, depth: int, previous: dict, records: dict, progress) -> None:
         path = self._path(relative)
         try:
             mtime = os.stat(path).st_mtime_ns
@@ -199,7 +177,7 @@ class RootIndex:
                     self._walk(os.path.join(relative, sub) if relative else sub, depth + 1, previous, records,
                                progress)
 
-    def _walk_store(self, previous: dict, records: dict, progress: _Progress | None) -> None:
+    def _walk_store(self, previous: dict, records: dict, progress) -> None:
         try:
             mtime = os.stat(self.root).st_mtime_ns
             self.directories_read += 1
@@ -236,7 +214,7 @@ class RootIndex:
             records[package] = (package_mtime, [os.path.basename(relative) for relative, _ in libraries], {})
             records.update(libraries)
 
-    def _read_directory(self, directory: bytes, mtime: int, progress: _Progress | None,
+    def _read_directory(self, directory: bytes, mtime: int, progress,
                         subdirectories: bool = True) -> tuple:
         self.directories_read += 1
         names, libraries = [], {}
@@ -377,10 +355,12 @@ def _cache_file(cache_dir: bytes, root: bytes) -> bytes:
 
 
 def load_index(root: bytes, cache_dir: bytes | None, refresh: bool = False, *,
-               store: bool = False) -> tuple[RootIndex, str]:
+               store: bool = False, progress=None) -> tuple[RootIndex, str]:
     """The up-to-date index of `root` (a Nix store when `store`), from the cache when there is a
     usable one; and how it was had: "cached", "refreshed" (a cache was brought up to date),
-    "built" or "rebuilt" (the cache file was corrupt or not an index of this root: never trusted)."""
+    "built" or "rebuilt" (the cache file was corrupt or not an index of this root: never trusted).
+    `progress`, when given, makes for `root` what is told how many files were read: an object
+    with update(files) and done()."""
     how, index = "built", None
     path = None if cache_dir is None else _cache_file(cache_dir, root)
     if path is not None and not refresh:
@@ -393,9 +373,10 @@ def load_index(root: bytes, cache_dir: bytes | None, refresh: bool = False, *,
         except OSError:
             how = "rebuilt"
     index = index or RootIndex(root, store=store)
-    progress = _Progress(root)
-    index.refresh(progress)
-    progress.done()
+    counter = progress(root) if progress is not None else None
+    index.refresh(counter)
+    if counter is not None:
+        counter.done()
     if how == "cached" and index.directories_read:
         how = "refreshed"
     if path is not None and how != "cached":
@@ -436,8 +417,9 @@ def _vendor_index(tree: bytes) -> RootIndex:
 
 
 def find_libs(program: bytes, roots: list[bytes], env, *, use_default_roots: bool = True,
-              cache_dir: bytes | None = None, refresh: bool = False, inspector=None) -> Answer:
-    """Find directories for what `program` is missing under the NIX_LD settings of `env`."""
+              cache_dir: bytes | None = None, refresh: bool = False, inspector=None, progress=None) -> Answer:
+    """Find directories for what `program` is missing under the NIX_LD settings of `env`;
+    `progress` is told how indexing goes, as load_index tells it."""
     from nixld.resolve import Inspector
 
     inspector = inspector or Inspector()
@@ -463,7 +445,7 @@ def find_libs(program: bytes, roots: list[bytes], env, *, use_default_roots: boo
     stats = {}
     indexes = ([(_vendor_index(tree), "vendor")] if tree else [])
     for root in all_roots:
-        index, how = load_index(root, cache_dir, refresh, store=root == STORE)
+        index, how = load_index(root, cache_dir, refresh, store=root == STORE, progress=progress)
         stats[os.fsdecode(root)] = {"how": how, "directories": len(index.directories),
                                     "directories_read": index.directories_read, "files_read": index.files_read}
         indexes.append((index, "root"))
@@ -531,38 +513,3 @@ def as_json(answer: Answer) -> dict:
         "vendor_tree": None if answer.vendor_tree is None else text(answer.vendor_tree),
         "index": answer.index_stats,
     }
-
-
-def report(answer: Answer) -> str:
-    """The answer for a reader: the value to use, then what was chosen and why, then what is
-    still missing."""
-    text = os.fsdecode
-    lines = []
-    if not answer.missing_before:
-        lines.append(f"{text(answer.program)}: nothing is missing with the current settings")
-    for choice in answer.chosen:
-        where = "the program's own tree" if choice.origin == "vendor" else "a search root"
-        lines.append(f"{text(choice.directory)}: provides {', '.join(map(text, choice.provides))} ({where})")
-    for name, found in answer.candidates.items():
-        if len(found) > 1:
-            picked = next((choice for choice in answer.chosen if name in choice.provides), None)
-            others = [(directory, root) for directory, root in found if picked is None or directory != picked.directory]
-            if picked is None:
-                reason = "none chosen"
-            elif picked.origin == "vendor":
-                reason = f"chosen: {text(picked.directory)}, in the program's own tree"
-            elif all(root != picked.root for _, root in others):
-                # The others are under roots searched later: what comes first wins, whatever its length.
-                later = ", ".join(text(root) for root in dict.fromkeys(root for _, root in others))
-                reason = f"chosen: {text(picked.directory)}, under {text(picked.root)}, searched before {later}"
-            elif len(picked.provides) > 1:
-                reason = f"chosen: {text(picked.directory)}, which provides {len(picked.provides)} of the missing"
-            else:
-                reason = f"chosen: {text(picked.directory)}, the shortest path of those providing as much"
-            also = ", ".join(text(directory) for directory, _ in others)
-            lines.append(f"{text(name)}: {len(found)} candidates; {reason}; also in {also}")
-    for name in answer.unresolved:
-        lines.append(f"{text(name)}: not found under {', '.join(map(text, answer.roots)) or 'any root'}"
-                     + (f" nor in {text(answer.vendor_tree)}" if answer.vendor_tree else ""))
-    lines.append(f"{text(answer.variable)}={text(b':'.join(answer.directories))}")
-    return "\n".join(lines) + "\n"

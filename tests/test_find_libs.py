@@ -23,6 +23,7 @@ from crafted import EM_386, EM_AARCH64, write_dynamic_elf
 from environments import explicit_environment
 
 from nixld import findlibs
+from nixld.commands import find_libs as find_libs_command
 
 REAL_LOADER = "/lib64/ld-linux-x86-64.so.2"
 TIMEOUT = 60
@@ -209,7 +210,7 @@ def test_a_search_root_comes_before_the_nix_store_even_with_a_longer_path(store,
     assert chosen_for(answer, b"libfl_dup.so") == str(nix_store / "ccc-dup/lib")
     assert answer.roots[0] == os.fsencode(tmp_path / "a-search-root-with-a-long-name")
     assert answer.unresolved == ()
-    text = findlibs.report(answer)
+    text = find_libs_command.render(answer)
     assert (f"libfl_alpha.so: 3 candidates; chosen: {mine}, under {tmp_path / 'a-search-root-with-a-long-name'},"
             f" searched before {nix_store}; also in ") in text
 
@@ -469,13 +470,13 @@ def test_a_terminal_sees_progress_and_a_pipe_does_not(monkeypatch, capsys):
             pass
 
     terminal = Terminal()
-    monkeypatch.setattr(findlibs.sys, "stderr", terminal)
-    progress = findlibs._Progress(b"/nix/store")
+    monkeypatch.setattr(find_libs_command.sys, "stderr", terminal)
+    progress = find_libs_command.TerminalProgress(b"/nix/store")
     progress.update(120)
     progress.done()
     assert terminal.text == "\rnixld: indexing /nix/store: 120 files read\r\033[K"
     monkeypatch.undo()
-    quiet = findlibs._Progress(b"/nix/store")
+    quiet = find_libs_command.TerminalProgress(b"/nix/store")
     quiet.update(120)
     quiet.done()
     assert capsys.readouterr().err == ""

@@ -115,3 +115,23 @@ def test_run_imports_nothing_heavy():
     result = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (0, "")
 
+
+
+# The launch itself writes its decisions at NIX_LD_LOG's level, as nix-ld does (the API too),
+# and flushes Python's buffers before the exec.
+SPEAKS_FOR_ITSELF = {"nixld.loader": {"sys.stdout", "sys.stderr"}}
+
+
+def test_only_the_commands_and_the_console_write_to_the_terminal():
+    talkers = {}
+    for name, path in nixld_modules().items():
+        if name.startswith("nixld.commands") or name in ("nixld.cli", "nixld.console", "nixld.__main__"):
+            continue
+        tree = ast.parse(path.read_text())
+        uses = {f"sys.{node.attr}" for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                and node.attr in ("stdout", "stderr") and isinstance(node.value, ast.Name) and node.value.id == "sys"}
+        uses |= {"print" for node in ast.walk(tree) if isinstance(node, ast.Call)
+                 and isinstance(node.func, ast.Name) and node.func.id == "print"}
+        if uses:
+            talkers[name] = uses
+    assert talkers == SPEAKS_FOR_ITSELF
