@@ -155,6 +155,17 @@ def closure(path: str) -> list[str]:
     return result.stdout.split()
 
 
+def git_files(*paths: str) -> set[str]:
+    """The files of the checkout below `paths` that git has or would have (tracked, or new and
+    not ignored): what a clone, hence a flake, holds."""
+    git = shutil.which("git")
+    require(git is not None, "git, to list the checkout's files", package="git")
+    result = subprocess.run([git, "ls-files", "--cached", "--others", "--exclude-standard", "--", *paths],
+                            cwd=PROJECT, capture_output=True, text=True, timeout=TIMEOUT)
+    require(result.returncode == 0, f"a git checkout at {PROJECT} ({result.stderr.strip()})", how="run from a clone")
+    return {name for name in result.stdout.splitlines() if (PROJECT / name).exists()}
+
+
 def nixos(modules: str, system: str = "x86_64-linux") -> str:
     """A Nix expression for the stand-in NixOS configuration of `modules` (a Nix list), whose
     `config` and `failedAssertions` a test reads."""

@@ -18,8 +18,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, require
-from nixpkgs_standin import built, built_nixld, closure, evaluate, nix_tool, nixld_expression, pkgs
+from conftest import PROJECT
+from nixpkgs_standin import built, built_nixld, closure, evaluate, git_files, nix_tool, nixld_expression, pkgs
 from nixpkgs_standin import build as nix_build
 
 import nixld
@@ -139,15 +139,6 @@ def test_the_versions_are_nixlds_own():
     names = evaluate(f"let nixld = {nixld_expression()}; in [ nixld.name nixld.shim.name nixld.tests.pytest.name ]")
     assert names == [f"nixld-{nixld.__version__}", f"nixld-shim-{nixld.__version__}",
                      f"nixld-tests-{nixld.__version__}"]
-
-
-def git_files(*paths: str) -> set[str]:
-    git = shutil.which("git")
-    require(git is not None, "git, to list the checkout's files", package="git")
-    result = subprocess.run([git, "ls-files", "--cached", "--others", "--exclude-standard", "--", *paths],
-                            cwd=PROJECT, capture_output=True, text=True, timeout=TIMEOUT)
-    require(result.returncode == 0, f"a git checkout at {PROJECT} ({result.stderr.strip()})", how="run from a clone")
-    return {name for name in result.stdout.splitlines() if (PROJECT / name).exists()}
 
 
 def test_nixlds_source_in_the_store_is_the_files_git_has_of_the_package(packages):

@@ -5,11 +5,15 @@
 #   ldso.nix     environment.ldso and environment.ldso32 (nixos/modules/config/ldso.nix)
 #   stub-ld.nix  NixOS's default interpreters (nixos/modules/config/stub-ld.nix)
 #   nix-ld.nix   programs.nix-ld (nixos/modules/programs/nix-ld.nix)
-# Its value: the configuration, and the messages of the assertions that fail (NixOS refuses to
-# build a system with any).
+# Its value: the configuration, the messages of the assertions that fail, and `toplevel`, the
+# system as far as the tests look at it (NixOS's system.build.toplevel, which refuses to build
+# while an assertion fails): sw/, the system's packages linked together as /run/current-system/sw
+# has them (environment.pathsToLink, and bin/), and configuration.json, what systemd-tmpfiles
+# and the login sessions are given. Building it builds everything these name.
 { pkgs, modules }:
 
 let
+  inherit (evaluated) config;
   evaluated = pkgs.lib.evalModules {
     modules = [
       ./base.nix
@@ -20,10 +24,33 @@ let
     ++ modules;
     specialArgs = { inherit pkgs; };
   };
+  failedAssertions = map (assertion: assertion.message) (
+    builtins.filter (assertion: !assertion.assertion) config.assertions
+  );
+  sw = pkgs.buildEnv {
+    name = "system-path";
+    paths = config.environment.systemPackages;
+    pathsToLink = [ "/bin" ] ++ config.environment.pathsToLink;
+  };
 in
 {
-  inherit (evaluated) config;
-  failedAssertions = map (assertion: assertion.message) (
-    builtins.filter (assertion: !assertion.assertion) evaluated.config.assertions
-  );
+  inherit config failedAssertions;
+  toplevel =
+    if failedAssertions != [ ] then
+      throw "Failed assertions: ${builtins.concatStringsSep "; " failedAssertions}"
+    else
+      pkgs.stdenv.mkDerivation {
+        name = "nixos-system";
+        dontUnpack = true;
+        inherit sw;
+        configuration = builtins.toJSON {
+          inherit (config.environment) sessionVariables;
+          tmpfilesRules = config.systemd.tmpfiles.rules;
+        };
+        installPhase = ''
+          mkdir -p $out
+          ln -s $sw $out/sw
+          printf '%s' "$configuration" > $out/configuration.json
+        '';
+      };
 }

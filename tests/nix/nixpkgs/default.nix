@@ -266,7 +266,9 @@ let
       postBuild ? "",
     }:
     stdenv.mkDerivation {
-      inherit name paths postBuild;
+      inherit name paths;
+      # Not postBuild, which the stand-in stdenv's buildPhase would run before $out exists.
+      linkedHook = postBuild;
       dontUnpack = true;
       pathsToLink = map (directory: lib.removeSuffix "/" directory) pathsToLink;
       prefix = extraPrefix;
@@ -287,7 +289,7 @@ let
             done
           done
         done
-        runHook postBuild
+        eval "$linkedHook"
       '';
     };
 
