@@ -125,6 +125,14 @@ def build(expression: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=TIMEOUT)
 
 
+def build_log(path: str) -> str:
+    """The log of the build that made the store path `path`, which Nix keeps (nix-store -l)."""
+    result = subprocess.run([nix_tool("nix-store"), "--read-log", path], capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def built(expression: str) -> list[str]:
     """The store paths `expression` builds into; the test fails with Nix's log if it fails."""
     result = build(expression)
