@@ -198,9 +198,10 @@ def test_the_systems_nix_ld_default_loader_is_the_stand_ins_glibc(nixos_system):
 def test_in_a_system_with_nixld_enabled_foreign_programs_start_through_its_shim(nixos_system, uses_nix_ld_library,
                                                                                 tmp_path, nixld_script):
     world = NixosWorld(tmp_path, nixld_script, nixos_system)
+    store_loader = f"{evaluate(pkgs() + '.glibc.outPath')}/lib/ld-linux-x86-64.so.2"
     true, exe, library, library_bare, doctor = world.run(
         {"argv": ["/usr/bin/true"], "env": world.session},
-        {"argv": ["/usr/bin/readlink", "/proc/self/exe"], "env": world.session},
+        {"argv": ["/usr/bin/readlink", "/proc/self/exe"], "env": {**world.session, "NIX_LD": store_loader}},
         {"argv": [uses_nix_ld_library, "/usr/bin/env"], "env": world.session},
         {"argv": [uses_nix_ld_library], "env": {}},  # env -i: nix-ld's defaults are the system's
         {"argv": ["/run/current-system/sw/bin/nixld", "doctor", "--json"], "env": world.session},

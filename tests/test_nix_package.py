@@ -5,8 +5,8 @@ tests/nixpkgs_standin.py), then checked file by file and run.
 The shim package must be a drop-in for nixpkgs' nix-ld package (programs.nix-ld.package):
 libexec/nix-ld, nix-support/ldpath, lib/tmpfiles.d/nix-ld.conf, and on x86_64 libexec/nix-ld32
 for environment.ldso32; a few tens of KB that need nothing else. Building nixld and its shim
-from nothing takes about 15 s here; a later run whose sources have not changed reuses the store
-paths.
+from nothing took 6 to 14 s here (two shared cores), the shim alone 1.4 s; a later run whose
+sources have not changed reuses the store paths, and these tests then take about 5 s.
 """
 
 from __future__ import annotations
