@@ -488,6 +488,18 @@ def test_a_loader_that_is_not_one_is_refused_in_one_line(programs, tmp_path, kin
     assert_one_shim_line(result.stderr, programs.probe, str(loader), fault)
 
 
+def test_another_machines_loader_from_nix_ld_is_answered_with_the_systems_own_variable(programs):
+    """NIX_LD serves the machine's own programs: a 32-bit program handed the 64-bit loader is
+    told to set NIX_LD_i686_linux, not NIX_LD, as `nixld run` tells it."""
+    other = next(loader for system, loader in LOADERS.items() if system != programs.system)
+    env = environment(programs, **{f"NIX_LD_{programs.system}": None, "NIX_LD": other})
+    result = run(programs.probe, "exit", "0", env=env)
+    assert result.returncode == 126 and result.stdout == b""
+    line = assert_one_shim_line(result.stderr, other, "(from NIX_LD)")
+    assert line.endswith(f": set NIX_LD_{programs.system} to the path of the real loader of {programs.system} "
+                         "programs (NIX_LD names another machine's)\n")
+
+
 def test_a_loader_without_execute_permission_is_refused_as_the_kernel_refuses_it(programs, tmp_path):
     loader = tmp_path / "ld.so"
     shutil.copy(programs.loader, loader)

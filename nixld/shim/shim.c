@@ -82,8 +82,21 @@ static void add_loader(struct line *line, const struct launch *launch)
     add_text(line, ")");
 }
 
-/* What to change: the setting in effect, as nixld run advises. */
-static void add_advice(struct line *line, const struct launch *launch)
+/* Whether the loader came from NIX_LD itself, which serves this machine's own programs. */
+static int from_generic_variable(struct nixld_string variable)
+{
+    static const char generic[] = "NIX_LD";
+    if (variable.length != sizeof generic - 1)
+        return 0;
+    for (nixld_size i = 0; i < variable.length; i++)
+        if (variable.data[i] != generic[i])
+            return 0;
+    return 1;
+}
+
+/* What to change: the setting in effect, as nixld run advises; for another machine's loader
+ * that came from NIX_LD or the default, this system's own variable, as nixld run advises. */
+static void add_advice(struct line *line, const struct launch *launch, int other_machine)
 {
     if (launch->secure) {
         add_text(line, "; set-user-ID and set-group-ID programs start only through nix-ld's default loader "
@@ -91,6 +104,11 @@ static void add_advice(struct line *line, const struct launch *launch)
         return;
     }
     struct nixld_string variable = launch->settings.loader_variable;
+    if (other_machine && (!variable.data || from_generic_variable(variable))) {
+        add_text(line, ": set NIX_LD_" NIXLD_SYSTEM " to the path of the real loader of " NIXLD_SYSTEM
+                       " programs (NIX_LD names another machine's)");
+        return;
+    }
     if (!variable.data) {
         add_text(line, ": set NIX_LD (or NIX_LD_" NIXLD_SYSTEM ") to the path of the real loader; "
                        "on NixOS, programs.nix-ld.enable = true sets it for you");
@@ -101,7 +119,8 @@ static void add_advice(struct line *line, const struct launch *launch)
     add_text(line, " to the path of the real loader");
 }
 
-__attribute__((noreturn)) static void fail(const struct launch *launch, const char *fault, long error)
+__attribute__((noreturn)) static void fail_with(const struct launch *launch, const char *fault, long error,
+                                               int other_machine)
 {
     struct line line;
     begin(&line, launch);
@@ -112,9 +131,14 @@ __attribute__((noreturn)) static void fail(const struct launch *launch, const ch
         add_text(&line, ": ");
         add_text(&line, error_text(error));
     }
-    add_advice(&line, launch);
+    add_advice(&line, launch, other_machine);
     write_line(&line, 2);
     exit_group(EXIT_CANNOT_EXECUTE);
+}
+
+__attribute__((noreturn)) static void fail(const struct launch *launch, const char *fault, long error)
+{
+    fail_with(launch, fault, error, 0);
 }
 
 /* A NIX_LD_LOG that names no level (never in secure mode: nothing is read there). */
@@ -162,7 +186,7 @@ static void load(const struct launch *launch, struct loader *loader, int map, ch
     if (!fault && map)
         fault = nixld_map_loader(loader, launch->page_size);
     if (fault)
-        fail(launch, fault, loader->error);
+        fail_with(launch, fault, loader->error, loader->other_machine);
 }
 
 /* ---- the library path, for the loader's eyes only ---- */
