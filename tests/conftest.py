@@ -21,7 +21,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
-from crafted import EM_386, write_dynamic_elf
+from crafted import EM_386, EM_X86_64, write_dynamic_elf
 from hypothesis import settings
 
 import nixld
@@ -430,6 +430,50 @@ def i386_decoys(tmp_path_factory) -> Path:
         _executable(r / "plain-prog", str(r / "d64/libdecoy.so")),
     ])
     return r
+
+
+# glibc 2.36's glibc-hwcaps subdirectories on x86-64, as `ld.so --help` lists them: best first.
+X86_64_HWCAPS = ("x86-64-v4", "x86-64-v3", "x86-64-v2")
+
+CacheWorld = namedtuple("CacheWorld", "root cache hw program runpath_program decoy_program")
+
+
+@pytest.fixture(scope="session")
+def cache_world(tmp_path_factory) -> CacheWorld:
+    """An ld.so.cache that ldconfig made of directories of ours, at `cache`, with under `root`:
+    libcls.so.1 for x86-64 (lib64/), x32 (libx32/) and i386 (lib32/), the last two hand-made (ldconfig
+    lists the x32 entry first); `hw`, holding libhwc.so.1 and a copy in each of its glibc-hwcaps
+    subdirectories for X86_64_HWCAPS; `program`, which needs both and has no path of its own, so
+    that the loader finds both through the cache; `runpath_program`, which has a RUNPATH of hw/,
+    and `decoy_program`, which needs libcls.so.1 and has a RUNPATH of libx32/, lib32/ and lib64/,
+    in that order. ldconfig runs in a mount namespace whose /var/cache is its own, as it writes its
+    aux-cache there even when told to ignore it."""
+    unshare = shutil.which("unshare")
+    require(unshare is not None, "unshare is missing", package="util-linux")
+    ldconfig = shutil.which("ldconfig", path="/sbin:/usr/sbin:" + os.environ.get("PATH", ""))
+    require(ldconfig is not None, "ldconfig is missing", package="libc-bin")
+    r = tmp_path_factory.mktemp("cache-world")
+    hw = r / "hw"
+    compile_all([_shared(r / "lib64/libcls.so.1", soname=b"libcls.so.1"),
+                 *(_shared(hw / subdir / "libhwc.so.1", soname=b"libhwc.so.1")
+                   for subdir in ("", *(f"glibc-hwcaps/{name}" for name in X86_64_HWCAPS)))])
+    for directory, elf_class, machine in (("libx32", 32, EM_X86_64), ("lib32", 32, EM_386)):
+        (r / directory).mkdir()
+        write_dynamic_elf(r / directory / "libcls.so.1", elf_class=elf_class, machine=machine,
+                          soname=b"libcls.so.1", needed=(b"libc.so.6",))
+    compile_all([_executable(r / "prog", str(r / "lib64/libcls.so.1"), str(hw / "libhwc.so.1")),
+                 _executable(r / "prog-runpath", str(hw / "libhwc.so.1"), *_runpath(hw)),
+                 _executable(r / "prog-decoys", str(r / "lib64/libcls.so.1"),
+                             *_runpath(*(r / directory for directory in ("libx32", "lib32", "lib64"))))])
+    conf = r / "ld.so.conf"
+    conf.write_text("".join(f"{r / directory}\n" for directory in ("lib64", "libx32", "lib32", "hw")))
+    script = 'mount -t tmpfs tmpfs /var/cache && exec "$1" -i -X -C "$2" -f "$3"'
+    result = subprocess.run([unshare, "-rm", "/bin/sh", "-c", script, "sh", ldconfig, r / "ld.so.cache", conf],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        pytest.fail(f"ldconfig could not build the cache:\n{result.stdout}{result.stderr}", pytrace=False)
+    return CacheWorld(root=r, cache=r / "ld.so.cache", hw=hw, program=r / "prog", runpath_program=r / "prog-runpath",
+                      decoy_program=r / "prog-decoys")
 
 
 @functools.lru_cache(maxsize=None)

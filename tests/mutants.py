@@ -1,23 +1,33 @@
-"""Mutation testing for the shim's C: how many planted bugs in nixld/shim/ do the tests catch?
+"""Mutation testing: how many planted bugs in the shim's C and in nixld's Python do the tests catch?
 
 Run by hand, from anywhere (not collected by pytest: its name does not start with test_):
 
-    python tests/mutants.py [--list] [--only NAME ...] [--keep-going] [--venv DIR]
-                            [--tests FILE ...] [--timeout SECONDS] [--logs DIR]
+    python tests/mutants.py [--list] [--kind c|python] [--only NAME ...] [--keep-going]
+                            [--venv DIR] [--tests FILE ...] [--timeout SECONDS] [--logs DIR]
 
 It works on the checkout it lives in. A scratch virtualenv gets the checkout installed
 (`pip install '.[test]'`, from a copy of its tracked files, so the checkout gains no build/),
 and the unmutated tests must pass there first. Then, for each mutant, a copy of the tracked
-files gets one exact replacement in one file under nixld/shim/; the shims and the launcher are
-rebuilt from that copy into the virtualenv's installed package, the copy's nixld/shim/ sources
-replace the installed ones (tests that build a shim themselves, the aarch64 one, build it from
-those), and the copy's shim tests run from a scratch directory. The C libraries the tests
-compile through cffi come from the copy's nixld/shim/, so they see the mutant too. A failing
-test catches the mutant; a mutant that does not compile is stillborn and not counted. The
-installed shims and sources are put back at the end. Leave the checkout alone while it runs:
-each mutant is copied from its working tree.
+files gets one exact replacement in one file, and the copy's tests run from a scratch
+directory; a failing test catches the mutant.
 
-The list of mutants (MUTANTS) is written for one version of the shim's C; when the C changes,
+A C mutant changes a file under nixld/shim/: the shims and the launcher are rebuilt from the
+copy into the virtualenv's installed package, the copy's nixld/shim/ sources replace the
+installed ones (tests that build a shim themselves, the aarch64 one, build it from those), and
+the C libraries the tests compile through cffi come from the copy's nixld/shim/, so they see
+the mutant too. A mutant that does not compile is stillborn and not counted. The installed
+shims and sources are put back at the end. The shim-related tests run unless --tests says
+otherwise.
+
+A Python mutant changes a .py file under nixld/ (nixld/commands/ included): the installed
+package's copy of that file is replaced by the mutated one while the tests run, and put back
+byte for byte right after; nothing is rebuilt. It runs the test files its entry names (the
+whole suite when it names none), or those --tests names: `--tests tests` is the whole suite.
+
+Leave the checkout alone while it runs: each mutant is copied from its working tree. A run
+in the background is stopped with SIGTERM, which puts back what it changed, as Ctrl-C does.
+
+The list of mutants (MUTANTS) is written for one version of the code; when the code changes,
 rewrite the list, not the engine below it. A mutant that no longer applies (its text is not in
 its file exactly once) is a bug in the list: the run stops before anything else, unless
 --keep-going, which reports it as broken and runs the others.
@@ -37,16 +47,18 @@ import sys
 import tempfile
 import time
 from collections import namedtuple
+from contextlib import contextmanager
 from pathlib import Path
 
 # ---------------------------------------------------------------------------------------------
-# The mutants, for the shim's C as of this checkout. Each: a name, a file under nixld/shim/,
-# the exact text to replace (found exactly once in that file), its replacement, and what real
-# bug that plants, in one sentence.
+# The mutants, for the shim's C and for nixld's Python as of this checkout. Each: a name, a file
+# (under nixld/shim/ for C; a .py file under nixld/ for Python), the exact text to replace (found
+# exactly once in that file), its replacement, what real bug that plants, in one sentence, and,
+# for Python, the test files that concern that code (None: the whole suite).
 
-Mutant = namedtuple("Mutant", "name file old new what")
+Mutant = namedtuple("Mutant", "name file old new what tests", defaults=(None,))
 
-MUTANTS = [
+SHIM_MUTANTS = [
     # The stack: what is lent, added and given back; the launcher's stack for a loader by hand.
     Mutant(
         "launcher-auxv-one-pair-late", "stack.c",
@@ -385,15 +397,324 @@ MUTANTS = [
     ),
 ]
 
+# The test files that concern each part of the Python: what a Python mutant runs unless --tests
+# says otherwise (`--tests tests` runs the whole suite).
+CONFIG_TESTS = ["tests/test_config.py", "tests/test_env_properties.py", "tests/test_plan.py"]
+PLAN_TESTS = ["tests/test_plan.py", "tests/test_env_properties.py", "tests/test_cli.py", "tests/test_end_to_end.py"]
+RUN_TESTS = ["tests/test_cli.py", "tests/test_end_to_end.py"]
+ELF_TESTS = ["tests/test_elf.py", "tests/test_plan.py", "tests/test_inspect.py"]
+INSPECT_TESTS = ["tests/test_inspect.py"]
+DOCTOR_TESTS = ["tests/test_doctor.py"]
+FIND_LIBS_TESTS = ["tests/test_find_libs.py"]
+WRAP_TESTS = ["tests/test_wrap.py"]
+
+PYTHON_MUTANTS = [
+    # wrap.py: what the wrappers say, in sh and in Nix.
+    Mutant(
+        "nix-string-leaves-interpolation", "wrap.py",
+        '.replace(b\'"\', b\'\\\\"\').replace(b"${", b"\\\\${")',
+        '.replace(b\'"\', b\'\\\\"\')',
+        "`${` is not escaped in a Nix string: a path or directory holding it is interpolated by Nix.",
+        WRAP_TESTS,
+    ),
+    Mutant(
+        "sh-wrapper-adds-an-empty-entry", "wrap.py",
+        "b'\"${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}\"'",
+        "b'\"${LD_LIBRARY_PATH}:\"'",
+        "The sh wrapper puts `:` after an unset LD_LIBRARY_PATH: the library path starts with an empty "
+        "entry, which glibc searches as the current directory.",
+        WRAP_TESTS,
+    ),
+    Mutant(
+        "sh-wrapper-directories-unquoted", "wrap.py",
+        " + shell_quote(fixed) if fixed",
+        " + fixed if fixed",
+        "The sh wrapper writes the library directories unquoted: one with a space, `$` or `;` in its name "
+        "is split, expanded or run.",
+        WRAP_TESTS,
+    ),
+    # doctor.py
+    Mutant(
+        "doctor-silent-on-relative-dirs", "doctor.py",
+        "        if directory[\"relative\"]:\n"
+        "            yield Finding(WARNING, \"library-dirs\", f\"{shown} is relative: it is searched from whatever \"\n"
+        "                          \"directory the program starts in\", "
+        "f\"write it as an absolute path in {source}\")\n",
+        "",
+        "doctor no longer warns of a relative NIX_LD library directory, searched from wherever the program "
+        "starts.",
+        DOCTOR_TESTS,
+    ),
+    Mutant(
+        "doctor-relative-only-with-dot", "doctor.py",
+        "\"relative\": not directory.startswith(b\"/\")",
+        "\"relative\": directory.startswith(b\".\")",
+        "doctor takes only `./lib` or `../lib` for a relative library directory, not `lib`.",
+        DOCTOR_TESTS,
+    ),
+    Mutant(
+        "doctor-relative-rpath-entries-missed", "doctor.py",
+        "        bad = [entry for entry in entries if not entry.startswith((b\"/\", b\"$\"))]\n",
+        "        bad = [entry for entry in entries if not entry]\n",
+        "doctor names a program's empty RPATH/RUNPATH entries but not its relative ones, which also mean "
+        "the current directory.",
+        DOCTOR_TESTS,
+    ),
+    # findlibs.py
+    Mutant(
+        "find-libs-ties-go-alphabetically", "findlibs.py",
+        "(scores[d][1] != \"vendor\", -scores[d][2], len(d), d)",
+        "(scores[d][1] != \"vendor\", -scores[d][2], d)",
+        "find-libs breaks a tie between directories that provide as much by name, not by the shorter path.",
+        FIND_LIBS_TESTS,
+    ),
+    Mutant(
+        "find-libs-any-tree-is-a-vendor-tree", "findlibs.py",
+        "    return None if directory in NOT_A_VENDOR_TREE else directory\n",
+        "    return directory\n",
+        "find-libs takes /usr (for a program in /usr/bin) or /opt for a program's own tree, walks it and "
+        "prefers it.",
+        FIND_LIBS_TESTS,
+    ),
+    Mutant(
+        "find-libs-class-ignored", "findlibs.py",
+        "            if (candidate.elf_class, candidate.machine) == fits:\n",
+        "            if candidate.machine == fits[1]:\n",
+        "find-libs offers a library of the right machine but the wrong class (x32 for x86-64).",
+        FIND_LIBS_TESTS,
+    ),
+    # glibc.py: the loader's cache and its hardware-capability subdirectories.
+    Mutant(
+        "cache-entries-of-any-class", "glibc.py",
+        "            if wanted is not None and flags != wanted:\n                continue\n",
+        "",
+        "An ld.so.cache entry of another class or machine (x32, i386) is taken for the program's.",
+        INSPECT_TESTS,
+    ),
+    Mutant(
+        "cache-plain-entry-before-hwcaps", "glibc.py",
+        "                rank = len(hwcaps)\n",
+        "                rank = -1\n",
+        "The cache's plain entry for a library wins over its entries in glibc-hwcaps subdirectories.",
+        INSPECT_TESTS,
+    ),
+    Mutant(
+        "hwcaps-ranked-lowest-first", "glibc.py",
+        "                hwcaps.append(name)\n",
+        "                hwcaps.insert(0, name)\n",
+        "The glibc-hwcaps subdirectories are ranked in the reverse of the loader's priority (x86-64-v2 "
+        "before x86-64-v4).",
+        INSPECT_TESTS,
+    ),
+    Mutant(
+        "hwcaps-unsupported-searched", "glibc.py",
+        "            if b\"searched\" not in notes:\n                continue\n",
+        "",
+        "Subdirectories the loader lists as not searched (unsupported by the CPU, or masked) are searched.",
+        INSPECT_TESTS,
+    ),
+    Mutant(
+        "legacy-subdirs-smallest-first", "glibc.py",
+        "    for mask in range((1 << len(parts)) - 1, 0, -1):\n",
+        "    for mask in range(1, 1 << len(parts)):\n",
+        "The legacy capability subdirectories are tried single names first, not tls/PLATFORM first.",
+        INSPECT_TESTS,
+    ),
+    Mutant(
+        "lib-token-without-multiarch", "glibc.py",
+        "                return b\"/\".join(parts[index:])\n",
+        "                return parts[index]\n",
+        "$LIB expands to `lib`, not `lib/x86_64-linux-gnu`, on a multiarch glibc.",
+        INSPECT_TESTS,
+    ),
+    # resolve.py: the search order.
+    Mutant(
+        "rpath-used-beside-runpath", "resolve.py",
+        "        if requester.object.runpath is None:\n",
+        "        if True:\n",
+        "DT_RPATH is searched even for an object that has a DT_RUNPATH.",
+        INSPECT_TESTS,
+    ),
+    Mutant(
+        "nodeflib-ignored", "resolve.py",
+        "        if requester.object.flags_1 & DF_1_NODEFLIB:\n            return None\n",
+        "",
+        "The needs of a DF_1_NODEFLIB object are looked for in the cache and the system directories.",
+        INSPECT_TESTS,
+    ),
+    Mutant(
+        "other-abi-libraries-taken", "resolve.py",
+        "        if abi != self.abi:\n",
+        "        if abi[2] != self.abi[2]:\n",
+        "A library of the right machine but the other class (a 32-bit one for an x86-64 program) is taken.",
+        INSPECT_TESTS,
+    ),
+    # loader.py: finding the program, the environment, the library path.
+    Mutant(
+        "path-takes-a-readable-not-an-executable", "loader.py",
+        "        if os.access(files.at(candidate), os.X_OK):\n",
+        "        if os.access(files.at(candidate), os.R_OK):\n",
+        "A bare name resolves to the first readable file on PATH, before an executable one later on PATH.",
+        PLAN_TESTS,
+    ),
+    Mutant(
+        "empty-path-entry-is-root", "loader.py",
+        "        candidate = (directory or b\".\") + b\"/\" + name\n",
+        "        candidate = directory + b\"/\" + name\n",
+        "An empty PATH entry looks in / rather than in the current directory.",
+        PLAN_TESTS,
+    ),
+    Mutant(
+        "plan-reads-the-first-ld-library-path", "loader.py",
+        "    library_path = ld_library_path_entry(entries)\n",
+        "    library_path = variables.get(b\"LD_LIBRARY_PATH\")\n",
+        "Of two LD_LIBRARY_PATH entries the plan uses the first, as getenv() does, while glibc's loader "
+        "reads the last.",
+        PLAN_TESTS,
+    ),
+    Mutant(
+        "getenv-finds-the-last", "loader.py",
+        "            variables.setdefault(name, value)\n",
+        "            variables[name] = value\n",
+        "Of two entries with one name (NIX_LD twice) the last decides, while getenv() finds the first.",
+        PLAN_TESTS,
+    ),
+    Mutant(
+        "library-path-l-before-ld-library-path", "loader.py",
+        "        config.split_ld_library_path(env.get(b\"LD_LIBRARY_PATH\")), libs, nix_dirs\n",
+        "        libs, config.split_ld_library_path(env.get(b\"LD_LIBRARY_PATH\")), nix_dirs\n",
+        "The -L directories come before the caller's LD_LIBRARY_PATH, unlike in the documented order.",
+        PLAN_TESTS,
+    ),
+    Mutant(
+        "set-group-id-not-warned", "loader.py",
+        "    if file_mode & (stat.S_ISUID | stat.S_ISGID):\n        decisions.append",
+        "    if file_mode & stat.S_ISUID:\n        decisions.append",
+        "A set-group-ID program started through the loader loses its privilege without a warning.",
+        PLAN_TESTS,
+    ),
+    Mutant(
+        "bare-relative-program-given-to-the-loader", "loader.py",
+        "    return b\"./\" + program\n",
+        "    return program\n",
+        "A relative program path without a slash in front (`tool`, `bin/tool`) is given to the loader as "
+        "it is: `tool` is searched on the library path.",
+        PLAN_TESTS,
+    ),
+    # config.py: nix-ld's variables.
+    Mutant(
+        "generic-nix-ld-wins", "config.py",
+        "    return (base + b\"_\" + system.encode(), base)\n",
+        "    return (base, base + b\"_\" + system.encode())\n",
+        "NIX_LD (and NIX_LD_LIBRARY_PATH) win over NIX_LD_{system} when both are set.",
+        CONFIG_TESTS,
+    ),
+    Mutant(
+        "nix-ld-library-path-not-split-on-comma", "config.py",
+        "    return [entry for entry in value.replace(b\",\", b\":\").split(b\":\") if entry]\n",
+        "    return [entry for entry in value.split(b\":\") if entry]\n",
+        "NIX_LD_LIBRARY_PATH is split on `:` only, not on `,` too as nix-ld's docs have it.",
+        CONFIG_TESTS,
+    ),
+    Mutant(
+        "ld-library-path-empty-entries-kept", "config.py",
+        "    return [entry for entry in value.replace(b\";\", b\":\").split(b\":\") if entry]\n",
+        "    return value.replace(b\";\", b\":\").split(b\":\")\n",
+        "The caller's empty LD_LIBRARY_PATH entries reach the loader's --library-path, where they mean "
+        "the current directory.",
+        CONFIG_TESTS,
+    ),
+    Mutant(
+        "empty-setting-counts-as-set", "config.py",
+        "    return value if value else None\n",
+        "    return value\n",
+        "An empty NIX_LD (or NIX_LD_LIBRARY_PATH) counts as set, rather than unset as nix-ld counts it.",
+        CONFIG_TESTS,
+    ),
+    # elf.py: the header checks.
+    Mutant(
+        "segment-past-the-end-accepted", "elf.py",
+        "        if segment.offset + segment.file_size > file_size:\n",
+        "        if segment.offset > file_size:\n",
+        "A loadable segment that starts inside the file but ends past it is accepted (SIGBUS when touched).",
+        ELF_TESTS,
+    ),
+    Mutant(
+        "program-header-size-unchecked", "elf.py",
+        "    if e_phnum and e_phentsize != phdr_size:\n",
+        "    if e_phnum and e_phentsize < phdr_size:\n",
+        "Program headers of a larger size than the class's are read as if they were of its size.",
+        ELF_TESTS,
+    ),
+    Mutant(
+        "interpreter-nul-anywhere", "elf.py",
+        "    if data[-1] != 0:\n",
+        "    if 0 not in data:\n",
+        "An interpreter path whose NUL is not its last byte is accepted, where the kernel refuses it.",
+        ELF_TESTS,
+    ),
+    Mutant(
+        "big-endian-read-as-little", "elf.py",
+        "    little_endian = head[5] == 1\n    order = \"<\" if little_endian else \">\"\n",
+        "    little_endian = head[5] == 1\n    order = \"<\"\n",
+        "A big-endian file's header is read as little-endian: its machine and program headers are garbage.",
+        ELF_TESTS,
+    ),
+    Mutant(
+        "no-loadable-segment-accepted", "elf.py",
+        "    if not loads:\n        raise ElfError",
+        "    if loads is None:\n        raise ElfError",
+        "A program with no PT_LOAD segment is accepted: the kernel maps nothing and jumps into the void.",
+        ELF_TESTS,
+    ),
+    # commands/run.py: the options, parsed by hand.
+    Mutant(
+        "double-dash-is-the-program", "commands/run.py",
+        "        if arg == \"--\":\n            index += 1\n            break\n",
+        "        if arg == \"--\":\n            break\n",
+        "`nixld run -- PROGRAM` takes `--` for the program.",
+        RUN_TESTS,
+    ),
+    Mutant(
+        "attached-l-needs-two-characters", "commands/run.py",
+        "    elif arg.startswith(\"-L\") and len(arg) > 2:\n",
+        "    elif arg.startswith(\"-L\") and len(arg) > 3:\n",
+        "`-Lx` (a one-character directory attached to -L) takes the next argument as the directory.",
+        RUN_TESTS,
+    ),
+    Mutant(
+        "a-program-named-dash-is-an-option", "commands/run.py",
+        "        elif arg.startswith(\"-\") and arg != \"-\":\n",
+        "        elif arg.startswith(\"-\"):\n",
+        "A program named `-` is refused as an unknown option.",
+        RUN_TESTS,
+    ),
+    Mutant(
+        "run-plans-with-pythons-environment", "commands/run.py",
+        "    env = initial_environment()\n",
+        "    from nixld.loader import environment_entries\n    env = environment_entries(os.environb)\n",
+        "`nixld run` plans with Python's os.environ, with the LC_CTYPE CPython adds (PEP 538) and the last "
+        "of two entries with one name, not the caller's environment block.",
+        RUN_TESTS,
+    ),
+]
+
+MUTANTS = SHIM_MUTANTS + PYTHON_MUTANTS
+
 # ---------------------------------------------------------------------------------------------
 # The engine.
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-SHIM_DIR = Path("nixld") / "shim"
-DEFAULT_TESTS = ["tests/test_shim.py", "tests/test_shim_contract.py", "tests/test_shim_loader.py",
+PACKAGE = Path("nixld")
+SHIM_DIR = PACKAGE / "shim"
+SHIM_TESTS = ["tests/test_shim.py", "tests/test_shim_contract.py", "tests/test_shim_loader.py",
                  "tests/test_shim_c_units.py", "tests/test_shim_security.py", "tests/test_shim_fuzz.py",
                  "tests/test_wrap.py", "tests/test_musl.py", "tests/test_nixos_world.py"]
-PYTEST_OPTIONS = ["-x", "-q", "-p", "no:cacheprovider"]
+WHOLE_SUITE = ["tests"]
+# One Hypothesis seed for the baseline and every mutant: the property tests try the examples the
+# baseline passed, so that what they catch is the mutant's doing, not a new random example's (a
+# shim fuzz example the baseline never met has failed mutants of the Python this way).
+PYTEST_OPTIONS = ["-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0"]
 # What the caller's environment must not pass to the tests: strict mode would turn skips into
 # failures, and a PYTHONPATH could put a source tree before the installed package.
 UNSET = ["NIXLD_TESTS_STRICT", "PYTHONPATH", "PYTHONHOME"]
@@ -426,19 +747,56 @@ def copy_checkout(checkout: Path, files: list[str], destination: Path) -> Path:
     return destination
 
 
+def is_python(mutant: Mutant) -> bool:
+    return mutant.file.endswith(".py")
+
+
+def source(mutant: Mutant) -> Path:
+    """The mutant's file, relative to the checkout."""
+    return (PACKAGE if is_python(mutant) else SHIM_DIR) / mutant.file
+
+
+def tests_for(mutant: Mutant, chosen: list[str] | None) -> list[str]:
+    """The test files a mutant runs: those chosen with --tests, else a C mutant's the shim
+    tests, a Python mutant's its own (or the whole suite)."""
+    if chosen:
+        return chosen
+    if is_python(mutant):
+        return mutant.tests or WHOLE_SUITE
+    return SHIM_TESTS
+
+
 def why_it_does_not_apply(mutant: Mutant, root: Path) -> str | None:
-    path = root / SHIM_DIR / mutant.file
+    path = root / source(mutant)
     if not path.is_file():
-        return f"{SHIM_DIR / mutant.file} does not exist"
+        return f"{source(mutant)} does not exist"
     count = path.read_text().count(mutant.old)
     if count != 1:
-        return f"its text occurs {count} times in {SHIM_DIR / mutant.file}, not once"
+        return f"its text occurs {count} times in {source(mutant)}, not once"
     return None
 
 
 def apply(mutant: Mutant, root: Path) -> None:
-    path = root / SHIM_DIR / mutant.file
+    path = root / source(mutant)
     path.write_text(path.read_text().replace(mutant.old, mutant.new, 1))
+
+
+@contextmanager
+def installed_in_place(mutant: Mutant, root: Path, package_dir: Path):
+    """The installed package's copy of a Python mutant's file replaced by `root`'s for the
+    duration, then put back byte for byte with its times, which keeps its compiled bytecode
+    valid. Python takes that bytecode for a source of the same size and mtime (in seconds):
+    the mutated copy's mtime is set two seconds past the original's, so that it is compiled."""
+    installed = package_dir / source(mutant).relative_to(PACKAGE)
+    original = installed.read_bytes()
+    status = installed.stat()
+    try:
+        installed.write_bytes((root / source(mutant)).read_bytes())
+        os.utime(installed, ns=(status.st_atime_ns, status.st_mtime_ns + 2_000_000_000))
+        yield
+    finally:
+        installed.write_bytes(original)
+        os.utime(installed, ns=(status.st_atime_ns, status.st_mtime_ns))
 
 
 class Venv:
@@ -472,9 +830,9 @@ class Venv:
             package_dir = self.package_dir(scratch)
         except HarnessError:
             return False
-        for source in (checkout / "nixld").glob("*.py"):
-            installed = package_dir / source.name
-            if not installed.is_file() or installed.read_bytes() != source.read_bytes():
+        for module in (checkout / PACKAGE).rglob("*.py"):
+            installed = package_dir / module.relative_to(checkout / PACKAGE)
+            if not installed.is_file() or installed.read_bytes() != module.read_bytes():
                 say(f"{self.directory} holds another nixld than {checkout}'s")
                 return False
         return True
@@ -582,18 +940,20 @@ def summary_counts(output: str) -> dict[str, int]:
     return {kind: int(count) for count, kind in re.findall(r"(\d+) (\w+)", last)}
 
 
-def run_baseline(venv, pristine, tests, compiler, package_dir, scratch, timeout, logs) -> dict[str, str]:
-    """Build and test the unmutated copy; stop the run unless it passes. Returns what could not
-    be built even unmutated, which setup.py tolerates (a second system's shim): a mutant is
-    stillborn when more fails to build."""
-    shim_build = load_shim_build(pristine, "systems")
-    required = {*shim_build.shim_systems()[:1], "launcher"}
-    failures = build_and_install(pristine, compiler, package_dir, scratch, "baseline",
-                                 tolerated=set(shim_build.shim_systems()) - required)
-    if set(failures) & required:
-        raise HarnessError(f"the unmutated shims cannot be built: {failures}")
-    if failures:
-        say(f"baseline: not built even unmutated (as setup.py allows): {failures}")
+def run_baseline(venv, pristine, tests, build, compiler, package_dir, scratch, timeout, logs) -> dict[str, str]:
+    """Build (when `build`: C mutants are to be run) and test the unmutated copy; stop the run
+    unless it passes. Returns what could not be built even unmutated, which setup.py tolerates
+    (a second system's shim): a mutant is stillborn when more fails to build."""
+    failures = {}
+    if build:
+        shim_build = load_shim_build(pristine, "systems")
+        required = {*shim_build.shim_systems()[:1], "launcher"}
+        failures = build_and_install(pristine, compiler, package_dir, scratch, "baseline",
+                                     tolerated=set(shim_build.shim_systems()) - required)
+        if set(failures) & required:
+            raise HarnessError(f"the unmutated shims cannot be built: {failures}")
+        if failures:
+            say(f"baseline: not built even unmutated (as setup.py allows): {failures}")
     (scratch / "baseline").mkdir()
     result = run_pytest(venv, pristine, tests, scratch / "baseline", timeout, logs and logs / "baseline.log")
     if result.timed_out or result.status != 0:
@@ -611,15 +971,28 @@ def run_baseline(venv, pristine, tests, compiler, package_dir, scratch, timeout,
 
 def run_mutant(mutant, venv, checkout, files, tests, compiler, package_dir, baseline_failures, scratch,
                timeout, logs) -> Outcome:
+    """A C mutant is built into the installed package and tested; a Python mutant replaces its
+    file in the installed package while the tests run. Either is stillborn when it does not
+    build (compile, for Python)."""
     started = time.monotonic()
     root = copy_checkout(checkout, files, scratch / "checkout")
     apply(mutant, root)
-    failures = build_and_install(root, compiler, package_dir, scratch, mutant.name, tolerated=baseline_failures)
-    new_failures = {key: value for key, value in failures.items() if key not in baseline_failures}
-    if new_failures:
-        complaint = "; ".join(f"{key}: {value}" for key, value in new_failures.items())
-        return Outcome(mutant.name, "stillborn", complaint, time.monotonic() - started)
-    result = run_pytest(venv, root, tests, scratch, timeout, logs and logs / f"{mutant.name}.log")
+    log = logs and logs / f"{mutant.name}.log"
+    if is_python(mutant):
+        try:
+            compile((root / source(mutant)).read_bytes(), str(source(mutant)), "exec")
+        except SyntaxError as error:
+            return Outcome(mutant.name, "stillborn", f"{error.msg} (line {error.lineno})",
+                           time.monotonic() - started)
+        with installed_in_place(mutant, root, package_dir):
+            result = run_pytest(venv, root, tests, scratch, timeout, log)
+    else:
+        failures = build_and_install(root, compiler, package_dir, scratch, mutant.name, tolerated=baseline_failures)
+        new_failures = {key: value for key, value in failures.items() if key not in baseline_failures}
+        if new_failures:
+            complaint = "; ".join(f"{key}: {value}" for key, value in new_failures.items())
+            return Outcome(mutant.name, "stillborn", complaint, time.monotonic() - started)
+        result = run_pytest(venv, root, tests, scratch, timeout, log)
     seconds = time.monotonic() - started
     if result.timed_out:
         return Outcome(mutant.name, "caught", f"(timeout after {timeout:.0f} s)", seconds)
@@ -631,16 +1004,21 @@ def run_mutant(mutant, venv, checkout, files, tests, compiler, package_dir, base
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--list", action="store_true", help="print the mutants and what each plants, then stop")
+    parser.add_argument("--list", action="store_true",
+                        help="print the mutants (those --kind and --only select) and what each plants, then stop")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
+    parser.add_argument("--kind", choices=("c", "python"),
+                        help="run only the shim's C mutants, or only the Python ones (default: both)")
     parser.add_argument("--keep-going", action="store_true",
                         help="report a mutant that does not apply as broken and run the others")
     parser.add_argument("--venv", type=Path, metavar="DIR",
                         help="use this virtualenv (created if missing; nixld installed into it unless it "
-                             "already holds this checkout's) rather than a scratch one; its shims are put "
-                             "back at the end")
-    parser.add_argument("--tests", nargs="+", metavar="FILE", default=DEFAULT_TESTS,
-                        help="test files, relative to the checkout (default: the shim-related ones)")
+                             "already holds this checkout's) rather than a scratch one; its shims and "
+                             "modules are put back at the end")
+    parser.add_argument("--tests", nargs="+", metavar="FILE",
+                        help="test files (or pytest node ids), relative to the checkout, for every mutant "
+                             "(`tests`: the whole suite; default: for C mutants the shim-related ones, for a "
+                             "Python mutant those its entry names)")
     parser.add_argument("--timeout", type=float, default=900, metavar="SECONDS",
                         help="per mutant; a timeout counts as caught (default: 900)")
     parser.add_argument("--logs", type=Path, metavar="DIR",
@@ -650,30 +1028,43 @@ def parse_arguments(argv):
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
-    width = max(len(mutant.name) for mutant in MUTANTS)
-    if arguments.list:
-        for mutant in MUTANTS:
-            say(f"{mutant.name:<{width}}  {mutant.file:<10}  {mutant.what}")
-        return 0
+    # A shell starts a background job with SIGINT ignored: SIGTERM ends the run as cleanly.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     names = [mutant.name for mutant in MUTANTS]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
         say(f"mutants.py: mutant names used twice: {', '.join(sorted(duplicates))}")
         return 1
-    selected = MUTANTS
+    selected = [mutant for mutant in MUTANTS
+                if arguments.kind is None or is_python(mutant) == (arguments.kind == "python")]
     if arguments.only:
         unknown = [name for name in arguments.only if name not in names]
         if unknown:
             say(f"mutants.py: no mutant named {', '.join(unknown)} (see --list)")
             return 2
-        selected = [mutant for mutant in MUTANTS if mutant.name in arguments.only]
+        selected = [mutant for mutant in selected if mutant.name in arguments.only]
+    if not selected:
+        say("mutants.py: no mutant is selected")
+        return 2
+    width = max(len(mutant.name) for mutant in selected)
+    file_width = max(len(mutant.file) for mutant in selected)
+    if arguments.list:
+        for mutant in selected:
+            say(f"{mutant.name:<{width}}  {mutant.file:<{file_width}}  {mutant.what}")
+        return 0
 
     broken = {mutant.name: why for mutant in selected if (why := why_it_does_not_apply(mutant, CHECKOUT))}
     for name, why in broken.items():
         say(f"mutants.py: mutant {name} does not apply: {why}")
     if broken and not arguments.keep_going:
-        say("mutants.py: the list of mutants is out of date with the C; fix it (or pass --keep-going)")
+        say("mutants.py: the list of mutants is out of date with the code; fix it (or pass --keep-going)")
         return 1
+    runnable = [mutant for mutant in selected if mutant.name not in broken]
+    build = any(not is_python(mutant) for mutant in runnable)
+    # The baseline runs every test file some mutant runs.
+    baseline_tests = list(dict.fromkeys(test for mutant in runnable for test in tests_for(mutant, arguments.tests)))
+    if set(WHOLE_SUITE) <= set(baseline_tests):
+        baseline_tests = WHOLE_SUITE
 
     files = tracked_files(CHECKOUT)
     logs = arguments.logs.resolve() if arguments.logs else None
@@ -690,21 +1081,23 @@ def main(argv=None) -> int:
                 venv.install(pristine, here)
             package_dir = venv.package_dir(here)
             if package_dir.resolve().is_relative_to(CHECKOUT):
-                # An editable install: the shims would be rebuilt, mutated, into the checkout.
+                # An editable install: mutants would be built, or written, into the checkout.
                 raise HarnessError(f"{venv.directory} imports nixld from the checkout itself (pip install -e); "
                                    "give a virtualenv with a regular install, or none")
-            compiler = venv.compiler(here)
+            compiler = venv.compiler(here) if build else []
         except HarnessError as error:
             say(f"mutants.py: {error}")
             return 1
-        say(f"checkout {CHECKOUT}; virtualenv {venv.directory}; compiler {' '.join(compiler)}")
-        say(f"tests: {' '.join(arguments.tests)}")
+        say(f"checkout {CHECKOUT}; virtualenv {venv.directory}"
+            + (f"; compiler {' '.join(compiler)}" if build else ""))
+        say(f"tests: {' '.join(arguments.tests) if arguments.tests else 'per mutant'}; baseline: "
+            f"{' '.join(baseline_tests)}")
         say(f"NIXLD_TEST_NODE_WHEEL={os.environ.get('NIXLD_TEST_NODE_WHEEL', '(unset)')}")
 
         outcomes = []
         baseline_failures = {}
         try:
-            baseline_failures = run_baseline(venv, pristine, arguments.tests, compiler, package_dir, scratch,
+            baseline_failures = run_baseline(venv, pristine, baseline_tests, build, compiler, package_dir, scratch,
                                              arguments.timeout, logs)
             say("")
             for mutant in selected:
@@ -713,8 +1106,8 @@ def main(argv=None) -> int:
                 else:
                     mutant_scratch = scratch / "mutants" / mutant.name
                     mutant_scratch.mkdir(parents=True)
-                    outcome = run_mutant(mutant, venv, CHECKOUT, files, arguments.tests, compiler, package_dir,
-                                         baseline_failures, mutant_scratch, arguments.timeout, logs)
+                    outcome = run_mutant(mutant, venv, CHECKOUT, files, tests_for(mutant, arguments.tests), compiler,
+                                         package_dir, baseline_failures, mutant_scratch, arguments.timeout, logs)
                     shutil.rmtree(mutant_scratch, ignore_errors=True)
                 outcomes.append(outcome)
                 say(f"{outcome.name:<{width}}  {outcome.verdict:<9}  {outcome.first_failure}  "
@@ -723,13 +1116,17 @@ def main(argv=None) -> int:
             say(f"mutants.py: {error}")
             return 1
         finally:
-            build_and_install(pristine, compiler, package_dir, scratch, "restore", tolerated=baseline_failures)
-            say(f"restored the unmutated shims and sources in {package_dir / 'shim'}")
+            if build:
+                build_and_install(pristine, compiler, package_dir, scratch, "restore", tolerated=baseline_failures)
+                say(f"restored the unmutated shims and sources in {package_dir / 'shim'}")
 
     verdicts = [outcome.verdict for outcome in outcomes]
     counted = verdicts.count("caught") + verdicts.count("missed")
     say(f"\ncaught {verdicts.count('caught')} of {counted} ({verdicts.count('stillborn')} stillborn)"
         + (f"; {verdicts.count('broken')} broken (did not apply)" if "broken" in verdicts else ""))
+    missed = [outcome.name for outcome in outcomes if outcome.verdict == "missed"]
+    if missed:
+        say(f"missed: {' '.join(missed)}")
     return 0
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,19 @@ def test_ld_and_argv0_options_in_both_spellings(crafted, tmp_path):
         assert plan["argv"][plan["argv"].index("--argv0") + 1] == "shown"
 
 
+def test_a_one_character_directory_attached_to_l_is_the_directory(crafted):
+    program, _, env = crafted
+    assert dry_run(env, "-L.", program)["library_path"] == [".", "/nix/lib"]
+
+
+def test_a_lone_dash_is_a_program_name_not_an_option(crafted, tmp_path):
+    """As for getopt, `-` is an operand: here, a program found on PATH."""
+    program, _, env = crafted
+    (tmp_path / "bin").mkdir()
+    shutil.copy(program, tmp_path / "bin" / "-")
+    assert dry_run({**env, "PATH": str(tmp_path / "bin")}, "-")["program"] == str(tmp_path / "bin" / "-")
+
+
 def test_options_end_at_the_program_or_at_double_dash(crafted):
     program, _, env = crafted
     assert dry_run(env, program, "--dry-run", "-L", "x")["argv"][-3:] == ["--dry-run", "-L", "x"]
@@ -116,11 +130,18 @@ def test_launch_errors_are_one_line_with_the_shell_status(crafted):
     assert (directory.returncode, directory.stderr) == (126, "nixld: /: is a directory\n")
 
 
-def test_the_dry_run_plans_with_the_callers_environment_not_pythons(crafted):
-    """With no locale set, CPython adds LC_CTYPE to its own environment (PEP 538)."""
-    program, _, env = crafted
-    bare = {key: value for key, value in env.items() if not key.startswith(("LC_", "LANG"))}
-    assert dry_run(bare, program)["env_changes"] == {}
+def test_the_dry_run_plans_with_the_callers_environment_not_pythons():
+    """With no locale set, CPython adds LC_CTYPE to its own environment (PEP 538), which nixld
+    must not pass on: the dry run says the environment is left as it is, and the program, run,
+    gets exactly its caller's."""
+    caller = {"PATH": "/usr/bin:/bin", "NIX_LD": REAL_LOADER}
+    pythons = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('LC_CTYPE'))"], env=caller,
+                             capture_output=True, text=True, check=True).stdout
+    assert pythons != "None\n"  # else nothing here tells Python's environment from the caller's
+    assert dry_run(caller, "/usr/bin/env", "-0")["env_changes"] == {}
+    ran = nixld_command("run", "/usr/bin/env", "-0", env=caller)
+    assert (ran.returncode, ran.stderr) == (0, "")
+    assert dict(entry.split("=", 1) for entry in ran.stdout.split("\0") if entry) == caller
 
 
 def test_the_run_path_imports_nothing_heavy(tmp_path):

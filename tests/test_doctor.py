@@ -49,14 +49,14 @@ def environment(**variables: str | None) -> dict:
     return env
 
 
-def doctor_text(*args, timeout=TIMEOUT, **variables) -> subprocess.CompletedProcess:
-    """`nixld doctor ARGS` in the environment(**variables); its output as text."""
+def doctor_text(*args, timeout=TIMEOUT, cwd=None, **variables) -> subprocess.CompletedProcess:
+    """`nixld doctor ARGS` in the environment(**variables) (and in `cwd`); its output as text."""
     return subprocess.run([str(NIXLD), "doctor", *map(str, args)], env=environment(**variables),
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
-def doctor_json(*args, timeout=TIMEOUT, **variables) -> Report:
-    result = doctor_text("--json", *args, timeout=timeout, **variables)
+def doctor_json(*args, timeout=TIMEOUT, cwd=None, **variables) -> Report:
+    result = doctor_text("--json", *args, timeout=timeout, cwd=cwd, **variables)
     return Report(result.returncode, json.loads(result.stdout), result.stderr)
 
 
@@ -93,24 +93,26 @@ def loader_entry(document: dict, system: str = "x86_64_linux") -> dict:
 # Programs
 
 
-Programs = namedtuple("Programs", "quiet empty_runpath empty_rpath through_shim")
+Programs = namedtuple("Programs", "quiet empty_runpath empty_rpath relative_runpath through_shim")
 
 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory, library_dirs) -> Programs:
     """Foreign programs that need libnixldtest.so (from library_dirs.a) and do nothing else:
     `quiet` (no path of its own), `empty_runpath` (RUNPATH /a::/b, as clang-format's wheel
-    ships), `empty_rpath` (RPATH ':'); `through_shim`, the probe with nixld's shim as its
-    interpreter."""
+    ships), `empty_rpath` (RPATH ':'), `relative_runpath` (RUNPATH /a:lib); `through_shim`, the
+    probe with nixld's shim as its interpreter."""
     root = tmp_path_factory.mktemp("doctor")
     base = [str(PROGRAMS / "inspect_program.c"), "-Wl,--no-as-needed", f"-L{library_dirs.a}", "-lnixldtest"]
     compile_all([
         ["-o", str(root / "quiet"), *base, FOREIGN],
         ["-o", str(root / "empty-runpath"), *base, FOREIGN, "-Wl,--enable-new-dtags", "-Wl,-rpath,/a::/b"],
         ["-o", str(root / "empty-rpath"), *base, FOREIGN, "-Wl,--disable-new-dtags", "-Wl,-rpath,:"],
+        ["-o", str(root / "relative-runpath"), *base, FOREIGN, "-Wl,--enable-new-dtags", "-Wl,-rpath,/a:lib"],
         ["-o", str(root / "through-shim"), str(PROGRAMS / "probe.c"), f"-Wl,--dynamic-linker={nixld.shim_path()}"],
     ])
-    return Programs(*(str(root / name) for name in ("quiet", "empty-runpath", "empty-rpath", "through-shim")))
+    return Programs(*(str(root / name) for name in ("quiet", "empty-runpath", "empty-rpath", "relative-runpath",
+                                                    "through-shim")))
 
 
 @pytest.fixture(scope="module")
@@ -376,6 +378,27 @@ def test_a_library_directory_of_another_machines_libraries_is_a_problem(tmp_path
                         "other machines)")
 
 
+@pytest.mark.parametrize("relative", ["lib-a", "./lib-a", "../lib-a"])
+def test_a_relative_library_directory_is_warned_of_however_it_is_spelt(library_dirs, relative):
+    """A relative directory is searched from wherever the program starts: from here it holds
+    the libraries, from elsewhere it may hold none, or someone else's."""
+    here = Path(library_dirs.empty) if relative.startswith("..") else Path(library_dirs.a).parent
+    report = doctor_json(NIX_LD_LIBRARY_PATH=relative, cwd=here)
+    [directory] = report.document["library_dirs"][0]["directories"]
+    assert (report.status, directory["relative"], directory["shared_objects"]) == (0, True, 1)
+    [warning] = [finding for finding in warnings(report.document) if finding["topic"] == "library-dirs"]
+    assert warning["message"] == (f"library directory {relative} (from NIX_LD_LIBRARY_PATH) is relative: it is "
+                                  "searched from whatever directory the program starts in")
+    assert warning["fix"] == "write it as an absolute path in NIX_LD_LIBRARY_PATH"
+    finding_line(doctor_text(NIX_LD_LIBRARY_PATH=relative, cwd=here).stdout, warning)
+
+
+def test_an_absolute_library_directory_gets_no_such_warning(library_dirs):
+    report = doctor_json(NIX_LD_LIBRARY_PATH=library_dirs.a)
+    assert report.document["library_dirs"][0]["directories"][0]["relative"] is False
+    assert not [finding for finding in report.document["findings"] if "relative" in finding["message"]]
+
+
 def test_with_a_program_a_bad_library_directory_is_only_a_warning_when_its_libraries_resolve(programs, library_dirs):
     report = doctor_json(programs.quiet, NIX_LD_LIBRARY_PATH=f"{library_dirs.a}:/nonexistent/lib")
     assert (report.status, problems(report.document)) == (0, [])
@@ -407,15 +430,18 @@ def test_a_missing_library_is_a_problem_whose_fix_is_nixld_find_libs(programs, l
     finding_line(text.stdout, problem)
 
 
-@pytest.mark.parametrize("which, tag, value, fix", [
-    ("empty_runpath", "RUNPATH", "/a::/b", "patchelf --set-rpath /a:/b"),
-    ("empty_rpath", "RPATH", ":", "patchelf --remove-rpath"),
+@pytest.mark.parametrize("which, tag, value, entries, fix", [
+    ("empty_runpath", "RUNPATH", "/a::/b", "an empty entry", "remove it: patchelf --set-rpath /a:/b"),
+    ("empty_rpath", "RPATH", ":", "2 empty entries", "remove them: patchelf --remove-rpath"),
+    ("relative_runpath", "RUNPATH", "/a:lib", "the relative entry 'lib'", "remove it: patchelf --set-rpath /a"),
 ])
-def test_a_search_path_with_an_empty_entry_is_a_problem(programs, library_dirs, which, tag, value, fix):
+def test_a_search_path_with_an_empty_or_relative_entry_is_a_problem(programs, library_dirs, which, tag, value,
+                                                                     entries, fix):
     program = getattr(programs, which)
     report = doctor_json(program, NIX_LD_LIBRARY_PATH=library_dirs.a)
-    problem = the_problem(report, f"{program} has the {tag} {value!r}", "empty entr", "current directory")
-    assert problem["fix"] == f"remove {'it' if value != ':' else 'them'}: {fix} {program}"
+    problem = the_problem(report, f"{program} has the {tag} {value!r}, with {entries}, which glibc searches "
+                                  "relative to the current directory")
+    assert problem["fix"] == f"{fix} {program}"
     finding_line(doctor_text(program, NIX_LD_LIBRARY_PATH=library_dirs.a).stdout, problem)
 
 

@@ -82,6 +82,7 @@ def test_a_script_is_not_elf_and_keeps_its_first_bytes(tmp_path):
         (lambda data: data[:5] + b"\x00" + data[6:], "corrupt ELF header (unknown byte order 0)"),
         (lambda data: data[:56] + b"\x00\x00" + data[58:], "corrupt ELF file (no loadable segment)"),
         (lambda data: data[:54] + b"\x20\x00" + data[56:], "corrupt ELF header (program header size 32, expected 56)"),
+        (lambda data: data[:54] + b"\x40\x00" + data[56:], "corrupt ELF header (program header size 64, expected 56)"),
     ],
 )
 def test_damaged_files_raise_one_clear_error(tmp_path, damage, message):
@@ -97,9 +98,11 @@ def test_an_interpreter_that_runs_past_the_end_is_truncated(tmp_path):
         read(tmp_path, data[:cut])
 
 
-def test_an_interpreter_without_its_nul_is_corrupt(tmp_path):
+@pytest.mark.parametrize("end", [b"X", b"\0X"], ids=["no-nul", "nul-not-last"])
+def test_an_interpreter_without_its_nul_is_corrupt(tmp_path, end):
+    """The kernel takes the interpreter path only when its last byte is a NUL."""
     data = bytearray(elf_bytes(dynamic=False))
-    data[-1:] = b"X"
+    data[-len(end):] = end
     with pytest.raises(elf.ElfError, match="not NUL-terminated"):
         read(tmp_path, bytes(data))
 

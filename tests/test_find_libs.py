@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FOREIGN, compile_all
-from crafted import EM_386, EM_AARCH64, write_dynamic_elf
+from crafted import EM_386, EM_AARCH64, EM_X86_64, write_dynamic_elf
 from environments import explicit_environment
 
 from nixld import findlibs
@@ -119,6 +119,16 @@ def test_directories_that_provide_more_are_preferred_and_needs_are_followed(nixl
 
 def test_wrong_class_wrong_machine_broken_and_truncated_candidates_are_never_picked(nixld_script, store, tmp_path):
     answer = answer_of(nixld_script, store.program, "--search", str(store.root), env=environment(tmp_path))
+    gamma = [Path(c["directory"]).parent.name for c in answer["candidates"]["libfl_gamma.so"]]
+    assert gamma == ["eee-gamma"]
+
+
+def test_a_library_of_the_programs_machine_but_another_class_is_never_picked(nixld_script, store, tmp_path):
+    """x32's libraries are EM_X86_64 like x86-64's, but 32-bit: the loader skips them."""
+    (tmp_path / "x32/lib").mkdir(parents=True)
+    write_dynamic_elf(tmp_path / "x32/lib/libfl_gamma.so", elf_class=32, machine=EM_X86_64)
+    answer = answer_of(nixld_script, store.program, "--search", str(tmp_path / "x32"), "--search", str(store.root),
+                       env=environment(tmp_path))
     gamma = [Path(c["directory"]).parent.name for c in answer["candidates"]["libfl_gamma.so"]]
     assert gamma == ["eee-gamma"]
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import X86_64_HWCAPS
 from crafted import (EM_386, EM_AARCH64, EM_X86_64, dynamic_elf_bytes, overwrite_program_headers, write_dynamic_elf,
                      write_elf, write_loader)
 from environments import run_with_block
@@ -70,9 +71,10 @@ def as_bytes(path) -> bytes:
 # The oracle
 
 
-def run_loader(loader, program, library_path, *, cwd=None, debug=False) -> subprocess.CompletedProcess:
-    """The loader's trace of the launch `nixld run` makes (LOADER --library-path DIRS PROGRAM)."""
-    env = {"LD_TRACE_LOADED_OBJECTS": "1", **({"LD_DEBUG": "libs"} if debug else {})}
+def run_loader(loader, program, library_path, *, cwd=None, debug=False, env=None) -> subprocess.CompletedProcess:
+    """The loader's trace of the launch `nixld run` makes (LOADER --library-path DIRS PROGRAM);
+    `env` adds variables of the launch's environment that the loader reads (GLIBC_TUNABLES)."""
+    env = {**(env or {}), "LD_TRACE_LOADED_OBJECTS": "1", **({"LD_DEBUG": "libs"} if debug else {})}
     command = [as_bytes(loader), b"--library-path", b":".join(map(as_bytes, library_path)), as_bytes(program)]
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, timeout=TIMEOUT)
 
@@ -101,10 +103,10 @@ def parse_trace(result: subprocess.CompletedProcess, loader) -> list[tuple[bytes
     return entries
 
 
-def loader_lists(inspection: Inspection, *, cwd=None) -> list[tuple[bytes, bytes | None]]:
+def loader_lists(inspection: Inspection, *, cwd=None, env=None) -> list[tuple[bytes, bytes | None]]:
     """What the inspection's loader lists for its program, with its library path."""
     loader = inspection.loader.path
-    return parse_trace(run_loader(loader, inspection.path, inspection.search_path, cwd=cwd), loader)
+    return parse_trace(run_loader(loader, inspection.path, inspection.search_path, cwd=cwd, env=env), loader)
 
 
 def nixld_lists(inspection: Inspection) -> list[tuple[bytes, bytes | None]]:
@@ -112,14 +114,20 @@ def nixld_lists(inspection: Inspection) -> list[tuple[bytes, bytes | None]]:
             for library in inspection.libraries]
 
 
-def loader_tries(inspection: Inspection, *, cwd=None) -> dict[bytes, list[tuple[str, bytes]]]:
+def loader_tries(inspection: Inspection, *, cwd=None, env=None) -> dict[bytes, list[tuple[str, bytes]]]:
     """For each name the loader searched, as LD_DEBUG=libs tells: every file it tried, in
     order, each with the step of the search it was on. The last is the one it took, when it
     found one."""
-    result = run_loader(inspection.loader.path, inspection.path, inspection.search_path, cwd=cwd, debug=True)
+    result = run_loader(inspection.loader.path, inspection.path, inspection.search_path, cwd=cwd, debug=True,
+                        env=env)
+    return parse_tries(result.stderr)
+
+
+def parse_tries(debug_output: bytes) -> dict[bytes, list[tuple[str, bytes]]]:
+    """loader_tries' answer, from the loader's LD_DEBUG=libs output."""
     tries: dict[bytes, list[tuple[str, bytes]]] = {}
     name = step = None
-    for line in result.stderr.splitlines():
+    for line in debug_output.splitlines():
         message = line.partition(b":\t")[2]
         searching = re.fullmatch(rb"find library=(.*) \[\d+\]; searching", message)
         if searching:
@@ -135,11 +143,11 @@ def loader_tries(inspection: Inspection, *, cwd=None) -> dict[bytes, list[tuple[
     return tries
 
 
-def assert_resolves_like_the_loader(inspection: Inspection, *, cwd=None) -> None:
+def assert_resolves_like_the_loader(inspection: Inspection, *, cwd=None, env=None) -> None:
     """The inspection lists what the loader lists, in its order, with the same paths, and each
     library the loader searched for was found at the step of the search nixld says."""
-    assert nixld_lists(inspection) == loader_lists(inspection, cwd=cwd)
-    tries = loader_tries(inspection, cwd=cwd)
+    assert nixld_lists(inspection) == loader_lists(inspection, cwd=cwd, env=env)
+    tries = loader_tries(inspection, cwd=cwd, env=env)
     for library in inspection.libraries:
         if library.path is not None and library.via in {*SEARCH_STEPS.values(), "cache"}:
             assert (library.via, library.path) == tries[library.soname][-1], library
@@ -354,9 +362,35 @@ def test_a_library_with_a_runpath_ignores_the_rpath_of_the_program_that_loaded_i
     assert_resolves_like_the_loader_apart_from_where_the_loader_goes(inspection)
 
 
-def _supported_hwcaps(loader: str) -> list[bytes]:
-    help_text = subprocess.run([loader, "--help"], capture_output=True, timeout=TIMEOUT).stdout
+def _supported_hwcaps(loader: str, env=None) -> list[bytes]:
+    """The subdirectories, glibc-hwcaps and legacy, that `ld.so --help` says the loader
+    searches (with the variables `env` in its environment), in its order of priority."""
+    help_text = subprocess.run([loader, "--help"], env=env, capture_output=True, timeout=TIMEOUT).stdout
     return re.findall(rb"^  (\S+) \(supported, searched\)$", help_text, re.MULTILINE)
+
+
+def _best_hwcaps_copy(world, env=None) -> Path:
+    """cache_world's copy of libhwc.so.1 that the loader takes with the variables `env` (and no
+    other) in its environment: the one in the first of the glibc-hwcaps subdirectories it
+    searches, else the one in hw/ itself."""
+    searched = [name.decode() for name in _supported_hwcaps(REAL_LOADER, env or {})
+                if name.decode() in X86_64_HWCAPS]
+    return world.hw / (f"glibc-hwcaps/{searched[0]}" if searched else "") / "libhwc.so.1"
+
+
+# Masks AVX-512 (GLIBC_TUNABLES' glibc.cpu.hwcaps), which takes x86-64-v4 out of the search.
+WITHOUT_AVX512 = {"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F"}
+
+
+@pytest.mark.parametrize("variables", [{}, WITHOUT_AVX512], ids=["as-the-cpu-allows", "avx512-masked"])
+def test_the_best_glibc_hwcaps_subdirectory_the_loader_searches_is_taken(cache_world, variables):
+    """glibc 2.36 ranks x86-64-v4, v3 and v2 in that order and searches those the CPU supports
+    and GLIBC_TUNABLES leaves, as `ld.so --help` lists them: of the copies of libhwc.so.1 in all
+    three, the best one searched is taken, as the loader takes it."""
+    assert b"x86-64-v4" not in _supported_hwcaps(REAL_LOADER, WITHOUT_AVX512)
+    inspection = inspect(cache_world.runpath_program, **variables)
+    assert found(inspection, b"libhwc.so.1") == (as_bytes(_best_hwcaps_copy(cache_world, variables)), "runpath")
+    assert_resolves_like_the_loader(inspection, env=variables)
 
 
 def test_a_glibc_hwcaps_subdirectory_is_searched_before_its_directory(inspect_tree):
@@ -606,6 +640,16 @@ def test_a_32_bit_library_on_the_library_path_is_skipped_too(i386_decoys):
     inspection = inspect(decoy / "plain-prog", LD_LIBRARY_PATH=f"{decoy / 'd32'}:{decoy / 'd64'}")
     assert found(inspection, b"libdecoy.so") == (as_bytes(decoy / "d64/libdecoy.so"), "library-path")
     assert warned(inspection, "skipped", str(decoy / "d32/libdecoy.so"))
+    assert_resolves_like_the_loader(inspection)
+
+
+def test_libraries_of_the_programs_machine_but_another_class_are_skipped_too(cache_world):
+    """x32's libraries are EM_X86_64 like x86-64's, but 32-bit: the loader passes over the x32
+    copy of libcls.so.1 first in the RUNPATH, and the i386 one, for the x86-64 one."""
+    inspection = inspect(cache_world.decoy_program)
+    assert found(inspection, b"libcls.so.1") == (as_bytes(cache_world.root / "lib64/libcls.so.1"), "runpath")
+    assert warned(inspection, "skipped", str(cache_world.root / "libx32/libcls.so.1"), "x32 (32-bit)")
+    assert warned(inspection, "skipped", str(cache_world.root / "lib32/libcls.so.1"), "i386 (32-bit)")
     assert_resolves_like_the_loader(inspection)
 
 
@@ -1419,24 +1463,83 @@ def test_a_damaged_cache_is_read_or_refused_with_a_value_error_never_a_crash(rea
             pass
 
 
+def with_the_cache(cache: Path, nixld_script: str, program, scratch: Path):
+    """`nixld inspect --json PROGRAM` and the loader's trace of PROGRAM (with LD_DEBUG=libs), under
+    a mount namespace whose /etc/ld.so.cache, the loader's, is `cache`: (the inspection's JSON,
+    the (name, path) pairs the loader lists but for itself, loader_tries' answer)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.fail("unshare (util-linux) is required", pytrace=False)
+    script = ('mount --bind "$1" /etc/ld.so.cache && "$2" inspect --json "$3" > "$4" '
+              f'&& LD_TRACE_LOADED_OBJECTS=1 LD_DEBUG=libs {REAL_LOADER} "$3" > "$5" 2> "$6"')
+    outputs = [scratch / name for name in ("inspected", "traced", "debug")]
+    result = subprocess.run([unshare, "-rm", "/bin/sh", "-c", script, "sh", cache, nixld_script, program, *outputs],
+                            env={"LANG": "C.UTF-8", **environment()}, capture_output=True, timeout=TIMEOUT)
+    assert (result.returncode, result.stderr) == (0, b"")
+    inspected, traced, debug = (output.read_bytes() for output in outputs)
+    listed = parse_trace(subprocess.CompletedProcess([], 0, traced, b""), REAL_LOADER)
+    return json.loads(inspected), [entry for entry in listed if entry[0] != THE_LOADER], parse_tries(debug)
+
+
+def listed_but_the_loader(document: dict) -> list[tuple[bytes, bytes | None]]:
+    """(name, path) of every library an inspection's JSON lists, but for the loader itself."""
+    return [(library["soname"].encode(), library["path"] and library["path"].encode())
+            for library in document["libraries"] if library["via"] != "loader"]
+
+
 def test_inspect_in_a_world_whose_cache_is_truncated_warns_and_resolves_as_the_loader_does(nixld_script, tmp_path,
                                                                                           real_cache):
     """/etc/ld.so.cache cut short under a mount namespace: glibc ignores it and searches its
     system directories; nixld warns and does the same."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.fail("unshare (util-linux) is required", pytrace=False)
     truncated = tmp_path / "ld.so.cache"
     truncated.write_bytes(real_cache[:len(real_cache) // 2])
-    script = ('mount --bind "$1" /etc/ld.so.cache && "$2" inspect --json /usr/bin/ls > "$3" '
-              '&& LD_TRACE_LOADED_OBJECTS=1 /lib64/ld-linux-x86-64.so.2 /usr/bin/ls > "$4"')
-    result = subprocess.run([unshare, "-rm", "/bin/sh", "-c", script, "sh", truncated, nixld_script,
-                             tmp_path / "inspected", tmp_path / "traced"],
-                            env={"LANG": "C.UTF-8", **environment()}, capture_output=True, timeout=TIMEOUT)
-    assert (result.returncode, result.stderr) == (0, b"")
-    document = json.loads((tmp_path / "inspected").read_bytes())
+    document, traced, _ = with_the_cache(truncated, nixld_script, "/usr/bin/ls", tmp_path)
     assert any("the loader's cache /etc/ld.so.cache is truncated" in warning for warning in document["warnings"])
-    traced = parse_trace(subprocess.CompletedProcess([], 0, (tmp_path / "traced").read_bytes(), b""), REAL_LOADER)
-    assert [(library["soname"].encode(), library["path"].encode()) for library in document["libraries"]
-            if library["via"] != "loader"] == [entry for entry in traced if entry[0] != THE_LOADER]
+    assert listed_but_the_loader(document) == traced
     assert all(library["via"] != "cache" for library in document["libraries"])
+
+
+# ldconfig's names for the class and machine of a cache entry, as `ldconfig -p` lists them.
+LDCONFIG_ABIS = {b"libc6,x86-64": (64, EM_X86_64), b"libc6,x32": (32, EM_X86_64), b"libc6": (32, EM_386)}
+
+
+def ldconfig_lists(cache: Path, soname: bytes) -> list[tuple[bytes, bytes]]:
+    """(flags, path) of every entry for `soname` that `ldconfig -p` lists from `cache`, in its order."""
+    ldconfig = shutil.which("ldconfig", path="/sbin:/usr/sbin:" + os.environ.get("PATH", ""))
+    listed = subprocess.run([ldconfig, "-p", "-C", cache], capture_output=True, check=True, timeout=TIMEOUT).stdout
+    return re.findall(rb"^\t" + re.escape(soname) + rb" \(([^)]*)\) => (.*)$", listed, re.MULTILINE)
+
+
+def test_a_cache_lookup_takes_the_entry_of_the_programs_class_and_machine_as_ldconfig_lists_them(cache_world):
+    """ldconfig lists libcls.so.1 for x32 first, then for x86-64, then for i386: a lookup for
+    each takes its own, and one for a machine the cache has no entry of finds nothing."""
+    entries = ldconfig_lists(cache_world.cache, b"libcls.so.1")
+    assert [flags for flags, _ in entries] == [b"libc6,x32", b"libc6,x86-64", b"libc6"]
+    cache = nixld.glibc.LdCache.read(os.fsencode(cache_world.cache))
+    for flags, path in entries:
+        assert cache.lookup(b"libcls.so.1", *LDCONFIG_ABIS[flags], ()) == path
+    assert cache.lookup(b"libcls.so.1", 64, EM_AARCH64, ()) is None
+
+
+def test_a_cache_lookup_takes_the_best_of_the_glibc_hwcaps_subdirectories_it_is_given(cache_world):
+    """The cache holds libhwc.so.1 in hw/ and under each of its glibc-hwcaps subdirectories;
+    a lookup is given the subdirectories the loader searches, best first."""
+    cache = nixld.glibc.LdCache.read(os.fsencode(cache_world.cache))
+    hwcaps = tuple(name.encode() for name in X86_64_HWCAPS)
+    for first in range(len(hwcaps) + 1):
+        subdir = f"glibc-hwcaps/{X86_64_HWCAPS[first]}" if first < len(hwcaps) else ""
+        assert cache.lookup(b"libhwc.so.1", 64, EM_X86_64, hwcaps[first:]) == as_bytes(
+            cache_world.hw / subdir / "libhwc.so.1")
+
+
+def test_a_program_resolves_through_an_ldconfig_cache_as_the_loader_resolves_it(nixld_script, cache_world, tmp_path):
+    """With cache_world's cache as the loader's, the loader takes libcls.so.1's x86-64 entry, not
+    the x32 one listed before it, and libhwc.so.1's entry in the best glibc-hwcaps subdirectory
+    it searches; nixld takes the same, from the cache."""
+    document, traced, tries = with_the_cache(cache_world.cache, nixld_script, cache_world.program, tmp_path)
+    assert listed_but_the_loader(document) == traced
+    expected = {b"libcls.so.1": as_bytes(cache_world.root / "lib64/libcls.so.1"),
+                b"libhwc.so.1": as_bytes(_best_hwcaps_copy(cache_world))}
+    for soname, path in expected.items():
+        [library] = [library for library in document["libraries"] if library["soname"].encode() == soname]
+        assert (library["via"], library["path"].encode()) == ("cache", path) == tries[soname][-1]

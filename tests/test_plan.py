@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,15 @@ def test_of_two_ld_library_path_entries_the_plan_searches_the_last_as_glibcs_loa
     launch = plan_command(program, (program,), entries, (), None)
     assert launch.library_path == (b"/last", b"/nix")
     assert launch.env == entries  # the program still gets the block entry for entry
+
+
+def test_of_two_entries_with_one_name_the_plan_decides_with_the_first_as_getenv_finds_it(tmp_path, program, loader):
+    """nix-ld and the shim read NIX_LD with getenv(), which finds the first of two entries."""
+    other = write_loader(tmp_path / "other-ld.so")
+    entries = (b"NIX_LD=" + loader, b"NIX_LD_LIBRARY_PATH=/first", b"NIX_LD=" + other, b"NIX_LD_LIBRARY_PATH=/second")
+    launch = plan_command(program, (program,), entries, (), None)
+    assert (launch.loader, launch.library_path) == (loader, (b"/first",))
+    assert environment_lookup(entries) == {b"NIX_LD": loader, b"NIX_LD_LIBRARY_PATH": b"/first"}
 
 
 @pytest.mark.parametrize("entries, value", [
@@ -341,10 +351,16 @@ def test_relative_paths_are_taken_from_the_childs_working_directory(tmp_path, lo
         plan("bin/tool", {b"NIX_LD": loader})
 
 
-def test_a_set_user_id_program_is_warned_about(tmp_path, loader):
-    program = write_elf(tmp_path / "suid", mode=0o755 | stat.S_ISUID)
+@pytest.mark.parametrize("bits", [stat.S_ISUID, stat.S_ISGID, stat.S_ISUID | stat.S_ISGID])
+def test_a_set_user_or_group_id_program_is_warned_about(tmp_path, loader, bits):
+    program = write_elf(tmp_path / "privileged", mode=0o755 | bits)
     warnings = levels(plan(program, {b"NIX_LD": loader}).decisions, "warn")
-    assert any("set-user-ID" in message and "without those privileges" in message for message in warnings)
+    assert any("set-user-ID or set-group-ID" in message and "without those privileges" in message
+               for message in warnings)
+
+
+def test_a_program_without_those_bits_gets_no_such_warning(program, loader):
+    assert levels(plan(program, {b"NIX_LD": loader}).decisions, "warn") == []
 
 
 def test_a_bare_name_is_searched_on_the_environments_path(tmp_path, loader):
@@ -376,6 +392,21 @@ def test_a_name_found_only_without_execute_permission_is_permission_denied(tmp_p
     write_elf(tmp_path / "tool", mode=0o644)
     with pytest.raises(nixld.NotExecutable, match="permission denied"):
         plan("tool", {b"NIX_LD": loader, b"PATH": os.fsencode(tmp_path)})
+
+
+def test_a_name_is_found_past_a_file_without_execute_permission_as_a_shell_finds_it(tmp_path, loader):
+    """PATH's first directory holds `tool` without execute permission, its second an executable
+    `tool`: a shell (execvp) runs the second; the first is only reported when nothing runs."""
+    directories = [tmp_path / "not-executable", tmp_path / "executable"]
+    for directory, mode in zip(directories, (0o644, 0o755)):
+        directory.mkdir()
+        (directory / "tool").write_text(f"#!/bin/sh\necho {directory.name}\n")
+        (directory / "tool").chmod(mode)
+    search = ":".join(map(str, directories))
+    shell = subprocess.run(["/bin/sh", "-c", "tool"], env={"PATH": search}, capture_output=True, text=True, timeout=60)
+    assert (shell.returncode, shell.stdout) == (0, "executable\n")
+    launch = plan("tool", {b"NIX_LD": loader, b"PATH": os.fsencode(search)})
+    assert launch.program == os.fsencode(directories[1] / "tool")
 
 
 @pytest.mark.parametrize(
