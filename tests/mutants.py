@@ -435,7 +435,7 @@ PYTHON_MUTANTS = [
     ),
     # doctor.py
     Mutant(
-        "doctor-silent-on-relative-dirs", "doctor.py",
+        "doctor-silent-on-relative-dirs", "doctor/findings.py",
         "        if directory[\"relative\"]:\n"
         "            yield Finding(WARNING, \"library-dirs\", f\"{shown} is relative: it is searched from whatever \"\n"
         "                          \"directory the program starts in\", "
@@ -446,14 +446,14 @@ PYTHON_MUTANTS = [
         DOCTOR_TESTS,
     ),
     Mutant(
-        "doctor-relative-only-with-dot", "doctor.py",
+        "doctor-relative-only-with-dot", "doctor/facts.py",
         "\"relative\": not directory.startswith(b\"/\")",
         "\"relative\": directory.startswith(b\".\")",
         "doctor takes only `./lib` or `../lib` for a relative library directory, not `lib`.",
         DOCTOR_TESTS,
     ),
     Mutant(
-        "doctor-relative-rpath-entries-missed", "doctor.py",
+        "doctor-relative-rpath-entries-missed", "doctor/facts.py",
         "        bad = [entry for entry in entries if not entry.startswith((b\"/\", b\"$\"))]\n",
         "        bad = [entry for entry in entries if not entry]\n",
         "doctor names a program's empty RPATH/RUNPATH entries but not its relative ones, which also mean "
@@ -463,8 +463,8 @@ PYTHON_MUTANTS = [
     # findlibs.py
     Mutant(
         "find-libs-ties-go-alphabetically", "findlibs.py",
-        "(scores[d][1] != \"vendor\", -scores[d][2], len(d), d)",
-        "(scores[d][1] != \"vendor\", -scores[d][2], d)",
+        "(scores[d][0], -len(scores[d][3]), len(d), d)",
+        "(scores[d][0], -len(scores[d][3]), d)",
         "find-libs breaks a tie between directories that provide as much by name, not by the shorter path.",
         FIND_LIBS_TESTS,
     ),
@@ -581,8 +581,8 @@ PYTHON_MUTANTS = [
     ),
     Mutant(
         "library-path-l-before-ld-library-path", "loader.py",
-        "        config.split_ld_library_path(env.get(b\"LD_LIBRARY_PATH\")), libs, nix_dirs\n",
-        "        libs, config.split_ld_library_path(env.get(b\"LD_LIBRARY_PATH\")), nix_dirs\n",
+        "        config.split_ld_library_path(env.get(b\"LD_LIBRARY_PATH\")), config.split_library_arguments(libs), nix_dirs\n",
+        "        config.split_library_arguments(libs), config.split_ld_library_path(env.get(b\"LD_LIBRARY_PATH\")), nix_dirs\n",
         "The -L directories come before the caller's LD_LIBRARY_PATH, unlike in the documented order.",
         PLAN_TESTS,
     ),
@@ -604,8 +604,8 @@ PYTHON_MUTANTS = [
     # config.py: nix-ld's variables.
     Mutant(
         "generic-nix-ld-wins", "config.py",
-        "    return (base + b\"_\" + system.encode(), base)\n",
-        "    return (base, base + b\"_\" + system.encode())\n",
+        "    return (system_variable(env, base, system), base)\n",
+        "    return (base, system_variable(env, base, system))\n",
         "NIX_LD (and NIX_LD_LIBRARY_PATH) win over NIX_LD_{system} when both are set.",
         CONFIG_TESTS,
     ),
@@ -655,8 +655,8 @@ PYTHON_MUTANTS = [
     ),
     Mutant(
         "big-endian-read-as-little", "elf.py",
-        "    little_endian = head[5] == 1\n    order = \"<\" if little_endian else \">\"\n",
-        "    little_endian = head[5] == 1\n    order = \"<\"\n",
+        "    elf_class, little_endian = read_identification(head)\n    order = \"<\" if little_endian else \">\"\n",
+        "    elf_class, little_endian = read_identification(head)\n    order = \"<\"\n",
         "A big-endian file's header is read as little-endian: its machine and program headers are garbage.",
         ELF_TESTS,
     ),
