@@ -20,7 +20,7 @@ import os
 from collections import namedtuple
 
 from nixld import config, elf
-from nixld.errors import NixLdError, NotExecutable, display
+from nixld.errors import NixLdError, NotExecutable, ProgramNotFound, display
 
 HOOK_MODULES = ("_nixld_python_hook", "_nixld_python_hook_rescue")
 PTH_FILE = "nixld-python-hook.pth"
@@ -107,12 +107,17 @@ def describe_python(python: bytes, env) -> PythonFacts:
     except subprocess.TimeoutExpired:
         raise HookError(f"{shown} did not say what it is within {TIMEOUT} s") from None
     except OSError as error:
-        raise NotExecutable(f"{shown} cannot be started: {error.strerror}") from error
+        # As a shell says it: an interpreter not found is 127; an ELF Python whose own loader
+        # is missing (one built elsewhere, on NixOS) cannot be executed, 126.
+        script = (_read_head(path) or b"").startswith(b"#!")
+        failure = ProgramNotFound if isinstance(error, FileNotFoundError) and script else NotExecutable
+        raise failure(f"{shown} cannot be started: {error.strerror}"
+                      + (" (its #! interpreter does not exist)" if failure is ProgramNotFound else "")) from error
     answer = _answer(result.stdout)
     if answer is None:
         said = next((line.strip() for line in reversed(result.stderr.splitlines()) if line.strip()), b"")
-        what = f": {display(said)}" if said else f" (exit status {result.returncode}, nothing said)"
-        raise NotExecutable(f"{shown} is not a Python: asked for its version and site-packages, it answered{what}")
+        what = f"it answered: {display(said)}" if said else f"it said nothing (exit status {result.returncode})"
+        raise NotExecutable(f"{shown} is not a Python: asked for its version and site-packages, {what}")
     version = tuple(answer["version"])
     name = {"cpython": "CPython", "pypy": "PyPy"}.get(answer["implementation"], answer["implementation"])
     release = ".".join(map(str, version))
@@ -304,6 +309,17 @@ def _write_failure(facts: PythonFacts, shown: str, error: OSError) -> str:
     return (f"cannot write to {shown}, the site-packages of {display(facts.python)}: {error.strerror}; "
             f"make a virtualenv of it (python3 -m venv .venv) and name its python: "
             f"nixld python-hook install --python .venv/bin/python")
+
+
+def _read_head(path: bytes) -> bytes | None:
+    try:
+        fd = elf.open_regular(path)
+    except (OSError, elf.NotRegularFile):
+        return None
+    try:
+        return os.pread(fd, 2, 0)
+    finally:
+        os.close(fd)
 
 
 def _read(path: bytes) -> bytes | None:
