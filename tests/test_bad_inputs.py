@@ -81,7 +81,7 @@ USAGE_ERRORS = {
     "find-libs": [[], ["--search", "", "/bin/true"], ["--bogus", "/bin/true"], ["/bin/true", "/bin/true"]],
     "wrap": [[], ["--format", "bogus", "/bin/true"], ["--ld", "", "/bin/true"], ["-o", "", "/bin/true"],
              ["-L", "", "/bin/true"]],
-    "doctor": [["a", "b"], [""], ["--bogus"]],
+    "doctor": [["a", "b"], [""], ["--bogus"], ["--python"], ["--python", ""]],
     "shim": [[], ["--path", "--system", "bogus"], ["--bogus"]],
     "demo": [["extra"]],
     "python-hook": [[], ["bogus"], ["status", "--python"], ["status", "--python", ""], ["install", "extra"]],
