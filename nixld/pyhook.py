@@ -14,6 +14,7 @@ as they are (see their docstrings).
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -225,6 +226,8 @@ def perform(plan: HookPlan, facts: PythonFacts) -> None:
         raise HookError(f"{display(facts.python)}: its site-packages {shown} does not exist")
     staged: list[tuple[bytes, bytes]] = []  # (temporary, final), in commit order
     placed: list[bytes] = []
+    cache = os.path.join(site, b"__pycache__")
+    cache_existed = os.path.lexists(cache)
     try:
         for name, data in plan.writes:
             final = os.path.join(site, name.encode())
@@ -245,6 +248,8 @@ def perform(plan: HookPlan, facts: PythonFacts) -> None:
         # replaced already, which fit the .pth file there.
         for final in placed:
             _unlink(final)
+        if not cache_existed:
+            _rmdir(cache)
         if isinstance(error, OSError):
             raise HookError(_write_failure(facts, shown, error)) from error
         raise
@@ -257,10 +262,7 @@ def perform(plan: HookPlan, facts: PythonFacts) -> None:
         except OSError as error:
             raise HookError(f"cannot remove {display(path)}: {error.strerror}") from error
     if any(name.startswith("__pycache__/") for name in plan.removes):
-        try:  # the hook's .pyc files may have been all it held, and install may have made it
-            os.rmdir(os.path.join(site, b"__pycache__"))
-        except OSError:
-            pass
+        _rmdir(cache)  # the hook's .pyc files may have been all it held, and install may have made it
 
 
 def _write_beside(final: bytes, data: bytes, shown: str) -> bytes:
@@ -306,9 +308,11 @@ def _pyc(module_file: str, cache_tag: str) -> bytes:
 
 
 def _write_failure(facts: PythonFacts, shown: str, error: OSError) -> str:
-    return (f"cannot write to {shown}, the site-packages of {display(facts.python)}: {error.strerror}; "
-            f"make a virtualenv of it (python3 -m venv .venv) and name its python: "
-            f"nixld python-hook install --python .venv/bin/python")
+    said = f"cannot write to {shown}, the site-packages of {display(facts.python)}: {error.strerror or error}"
+    if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return said
+    return (f"{said}; make a virtualenv of it (python3 -m venv .venv) and name its python: "
+            "nixld python-hook install --python .venv/bin/python")
 
 
 def _read_head(path: bytes) -> bytes | None:
@@ -328,6 +332,14 @@ def _read(path: bytes) -> bytes | None:
             return stream.read()
     except OSError:
         return None
+
+
+def _rmdir(path: bytes) -> None:
+    """Remove the directory at `path` if it is empty."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def _unlink(path: bytes) -> None:

@@ -107,6 +107,16 @@ def test_a_file_that_is_not_a_well_formed_elf_file_is_a_value_error_never_a_cras
     assert isinstance(abi, tuple) and isinstance(e_type, int) and (soname is None or isinstance(soname, bytes))
 
 
+@pytest.mark.parametrize("field, at", [("e_phoff", 32), ("the dynamic segment's p_offset", 64 + 56 + 8)])
+def test_an_offset_beyond_any_file_is_a_value_error(tmp_path, field, at):
+    """One that pread cannot even be given (a signed 64-bit offset)."""
+    data = bytearray(elf_bytes(elf_class=64, interpreter=None))
+    data[at:at + 8] = b"\xff" * 8
+    (tmp_path / "libfar.so.1").write_bytes(bytes(data))
+    with pytest.raises(ValueError):
+        rescue.read_elf(str(tmp_path / "libfar.so.1"))
+
+
 def test_a_fifo_is_not_waited_on(tmp_path):
     fifo = tmp_path / "libfifo.so.1"
     os.mkfifo(fifo)

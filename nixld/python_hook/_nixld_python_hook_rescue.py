@@ -1,9 +1,9 @@
 """What nixld's Python hook does once a library is missing: where it looks, what it loads.
 
-Imported by the hook (_nixld_python_hook, which the .pth file loads) on the first failure, or when ctypes is
-imported, never at start-up. Standard library only, Python 3.8 and newer. The contract's
-functions below read nix-ld's variables as nixld.config does; the tests check them against it
-on the same environments, and check read_elf against nixld's own ELF reader.
+Imported by the hook (_nixld_python_hook, which the .pth file loads) on the first failure, or
+when ctypes is imported, never at start-up. Standard library only, Python 3.8 and newer. The
+contract's functions below read nix-ld's variables as nixld.config does, and read_elf reads
+what nixld.objects reads: the tests check both against nixld's on the same inputs.
 """
 
 import _thread
@@ -94,6 +94,8 @@ def system_of(abi):
 ET_DYN = 3
 DT_NULL, DT_STRTAB, DT_SONAME = 0, 5, 14
 PT_LOAD, PT_DYNAMIC = 1, 2
+# class: the ELF header's fields after e_ident up to e_phnum, a program header, a dynamic entry.
+_LAYOUTS = {64: ("HHIQQQIHHH", "IIQQQQQQ", "qQ"), 32: ("HHIIIIIHHH", "IIIIIIII", "iI")}
 # Bounds no real file reaches: more program headers than the kernel takes, a longer soname.
 _MAX_HEADERS_BYTES = 65536
 _MAX_DYNAMIC_BYTES = 65536
@@ -112,33 +114,28 @@ def read_elf(path):
         if not _is_regular(os.fstat(fd).st_mode):
             raise ValueError("not a regular file")
         head = os.pread(fd, 64, 0)
-        if head[:4] != b"\x7fELF" or len(head) < 52:
+        if head[:4] != b"\x7fELF" or len(head) < 16:
             raise ValueError("not an ELF file")
         if head[4] not in (1, 2) or head[5] not in (1, 2):
             raise ValueError("corrupt ELF identification")
-        wide, order = head[4] == 2, "<" if head[5] == 1 else ">"
+        elf_class, order = 32 * head[4], "<" if head[5] == 1 else ">"
+        header, program_header, dynamic_entry = _LAYOUTS[elf_class]
         try:
-            if wide:
-                e_type, machine, _, _, phoff, _, _, _, phentsize, phnum = struct.unpack_from(order + "HHIQQQIHHH", head, 16)
-                phdr, dyn = struct.Struct(order + "IIQQQQQQ"), struct.Struct(order + "qQ")
-            else:
-                e_type, machine, _, _, phoff, _, _, _, phentsize, phnum = struct.unpack_from(order + "HHIIIIIHHH", head, 16)
-                phdr, dyn = struct.Struct(order + "IIIIIIII"), struct.Struct(order + "iI")
-            abi = (64 if wide else 32, order == "<", machine)
+            e_type, machine, _, _, phoff, _, _, _, phentsize, phnum = struct.unpack_from(order + header, head, 16)
+            abi = (elf_class, order == "<", machine)
+            phdr, dyn = struct.Struct(order + program_header), struct.Struct(order + dynamic_entry)
             if phentsize != phdr.size or phnum * phdr.size > _MAX_HEADERS_BYTES:
                 return abi, e_type, None
             loads, dynamic = [], None
             for fields in phdr.iter_unpack(os.pread(fd, phnum * phdr.size, phoff)):
-                if wide:
-                    kind, offset, vaddr, filesz = fields[0], fields[2], fields[3], fields[5]
-                else:
-                    kind, offset, vaddr, filesz = fields[0], fields[1], fields[2], fields[4]
+                kind, offset, vaddr, filesz = fields[0], *(fields[2:4] + fields[5:6] if elf_class == 64 else
+                                                           fields[1:3] + fields[4:5])
                 if kind == PT_LOAD:
                     loads.append((vaddr, offset, filesz))
                 elif kind == PT_DYNAMIC and dynamic is None:
                     dynamic = (offset, filesz)
             return abi, e_type, _soname(fd, dyn, dynamic, loads)
-        except struct.error:
+        except (struct.error, OverflowError):  # a table cut short, an offset no file has
             raise ValueError("truncated or corrupt ELF file") from None
     finally:
         os.close(fd)
