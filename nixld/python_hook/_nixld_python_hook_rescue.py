@@ -210,18 +210,21 @@ class _Rescue:
     def __init__(self, what):
         self.what = what
         self.env = None
-        self.tried = set()
+        self.tried = {}  # each name looked for: where it was loaded from (None: nowhere)
         self.opened = []  # (path, handle), in the order they were loaded
-        self.skipped = []  # why candidates were passed over
         self.failure = None  # the note: why nothing more can be done
 
     def provide(self, message, need_soname=True):
         """Find and load the library `message` (the loader's) says was not found, and what it
         needs in turn; its path (str), or None when it cannot be provided."""
         name = missing_name(message)
-        if name is None or name in self.tried:
+        if name is None:
             return None
-        self.tried.add(name)
+        if name in self.tried:
+            if self.tried[name] is not None:  # loaded, and still not found: nothing more to do
+                self.failure = ("nixld python-hook: loaded %s, but the loader still does not find %s"
+                                % (self.tried[name], name))
+            return None
         me = _thread.get_ident()
         with _lock:
             _busy.add(me)
@@ -242,15 +245,18 @@ class _Rescue:
     def _provide(self, name, need_soname, needed_by):
         """Load `name` from the first NIX_LD directory that holds a file the loader would take
         for it, as the loader searches a path; its path, or None."""
+        self.tried[name] = None
+        passed_over = []
         for directory in self.dirs:
             candidate = os.path.join(os.path.abspath(os.fsdecode(directory)), name)
             why = self._unfit(candidate, name, need_soname)
             if why is None:
-                return self._load(candidate, name)
+                self.tried[name] = self._load(candidate, name)
+                return self.tried[name]
             if why:
-                self.skipped.append(why)
+                passed_over.append(why)
         who = "" if needed_by is None else ", which %s needs," % needed_by
-        skipped = "; skipped %s" % "; ".join(self.skipped) if self.skipped else ""
+        skipped = "; skipped %s" % "; ".join(passed_over) if passed_over else ""
         self.failure = "nixld python-hook: %s%s is not in the NIX_LD library directories either: looked in %s%s" % (
             name, who, where_looked(self.dirs, self.source, self.system), skipped)
         return None
@@ -291,7 +297,6 @@ class _Rescue:
                 self.failure = "nixld python-hook: found %s for %s, but it cannot be loaded: %s" % (
                     path, name, message)
                 return None
-            self.tried.add(needed)
             if self._provide(needed, True, path) is None:
                 return None
         self.opened.append((path, handle))
