@@ -16,7 +16,9 @@ through LD_LIBRARY_PATH (the workaround that leaks) or by the hook in NIX_LD_LIB
   r  NIX_LD_LIBRARY_PATH=DIR hooked/bin/python -c 'import hookext'
 
 r - l, less h - p, is the extra time of the first failing import: the failed dlopen, the
-rescue module's import, the search, two loads and the retry.
+rescue module's import, the search, two loads and the retry. h/c is what the hook costs where a
+.pth file is read already (most virtualenvs hold one); c/p what reading any .pth file costs,
+which depends on the Python (3.13 imports a decoder for it: 1.04x by itself).
 
 Interleaved rounds, medians in ms, ratios with a 95% bootstrap interval (benchmarks/measurements.py),
 then one VERDICT line. Exit status 0 when the bar holds, 1 otherwise.
