@@ -20,13 +20,14 @@ usage: nixld [--version] [--help] COMMAND [ARG]...
 Run unpatched, dynamically linked Linux binaries on NixOS, through the real loader.
 
 commands:
-  run        run a foreign program: nixld run [-L DIR]... [--ld PATH] PROGRAM [ARG]...
-  inspect    what programs need and where each library resolves, without running them
-  find-libs  which directories hold the libraries a program is missing
-  wrap       write a file that starts a foreign program as `nixld run` would, for good
-  doctor     what the setup is, what would go wrong, and how to fix it
-  shim       where nixld's shim is: a program interpreter that starts foreign programs directly
-  demo       show a foreign binary failing, then running through nixld
+  run          run a foreign program: nixld run [-L DIR]... [--ld PATH] PROGRAM [ARG]...
+  inspect      what programs need and where each library resolves, without running them
+  find-libs    which directories hold the libraries a program is missing
+  wrap         write a file that starts a foreign program as `nixld run` would, for good
+  doctor       what the setup is, what would go wrong, and how to fix it
+  shim         where nixld's shim is: a program interpreter that starts foreign programs directly
+  python-hook  let a Python's extension modules find their libraries in the NIX_LD directories
+  demo         show a foreign binary failing, then running through nixld
 
 'nixld COMMAND --help' tells more about a command.
 """
@@ -39,6 +40,7 @@ COMMANDS = {
     "wrap": "wrap",
     "doctor": "doctor",
     "shim": "shim",
+    "python-hook": "python_hook",
     "demo": "demo",
 }
 

@@ -137,10 +137,12 @@ class Inspector:
         self.objects = ObjectCache()
         self._facts: dict[tuple, tuple[glibc.LoaderFacts, glibc.LdCache | None]] = {}
 
-    def inspect(self, path, libs=(), *, env=None, ld=None) -> Inspection:
+    def inspect(self, path, libs=(), *, env=None, ld=None, nix_ld=True) -> Inspection:
         """Inspect the program at `path` (found on PATH when it has no slash) as `nixld run`
-        would launch it with `libs`, `env` (default os.environb) and `ld`. Raises
-        ProgramNotFound or NotExecutable when it is not an ELF file that can be read."""
+        would launch it with `libs`, `env` (default os.environb) and `ld`; without `nix_ld`,
+        as a loader that never reads the NIX_LD directories would (a Nix Python's, loading an
+        extension module). Raises ProgramNotFound or NotExecutable when it is not an ELF file
+        that can be read."""
         name = os.fsencode(path)
         env = os.environb if env is None else launch.byte_environment(env)
         libs = launch.library_directories(libs)
@@ -166,7 +168,7 @@ class Inspector:
         loader_path, loader_source, _ = launch.choose_loader(env, system, override, program_path, header)
         loader_choice, facts, cache, loader_object = self._loader(loader_path, loader_source, system,
                                                                   program_path, program, env, warnings)
-        nix_dirs, _ = config.nix_ld_library_dirs(env, system)
+        nix_dirs = config.nix_ld_library_dirs(env, system)[0] if nix_ld else ()
         search_path = config.library_search_path(
             config.split_ld_library_path(env.get(b"LD_LIBRARY_PATH")), config.split_library_arguments(libs),
             nix_dirs)

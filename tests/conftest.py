@@ -552,3 +552,118 @@ def shim_c_library(request):
     """The shim's C units, as built and under the sanitizers: each test that takes this fixture
     runs on both."""
     return request.getfixturevalue(f"shim_c_{request.param.replace('-', '_')}")
+
+
+# The Python hook's tests: libraries that only a NIX_LD directory holds, extension modules that
+# need them, and the Pythons the hook is tried in.
+
+HookTree = namedtuple("HookTree", "nix nix_without_leaf own_leaf d32 nosoname modules bundled_library")
+
+# What each test module's value() returns: its library's hookdep_value(), 2 + the leaf's 40
+# (50 for the leaf in own_leaf), plus 100 through the bundled library; `mangled`'s, its own
+# copy of the leaf's 60.
+HOOK_VALUES = {"nix": 42, "own leaf": 52, "bundled": 142, "mangled": 60}
+
+
+@pytest.fixture(scope="session")
+def hook_tree(tmp_path_factory) -> HookTree:
+    """Under `nix`, libhookdep.so.1 (hookdep_value) and libhookleaf.so.1, which it needs; in
+    `nix_without_leaf`, libhookdep.so.1 alone; in `own_leaf`, another libhookleaf.so.1 (50, not
+    40); in `d32`, an i386 libhookdep.so.1; in `nosoname`, a libhookdep.so.1 without a soname.
+    Under `modules` (a PYTHONPATH entry): hookext (value() calls hookdep_value); the package
+    `bundled`, whose _core needs libbundled-1a2b3c4d.so in bundled.libs/ (its RUNPATH, as
+    auditwheel does it), which needs libhookdep.so.1; the package `fallback`, which imports
+    its _speedups (as hookext) and falls back to Python when that fails; the package `mangled`,
+    whose _core calls hookleaf() of its own copy, libhookleaf-5e6f7a8b.so in mangled.libs/, as
+    auditwheel renames the libraries it bundles. Paths as str."""
+    import sysconfig
+
+    include = sysconfig.get_paths()["include"]
+    require(os.path.exists(os.path.join(include, "Python.h")), f"Python.h of {sys.executable}",
+            package="python3-dev")
+    r = tmp_path_factory.mktemp("hook")
+    for directory in ("nix", "nix-without-leaf", "own-leaf", "d32", "nosoname", "modules/bundled",
+                      "modules/bundled.libs", "modules/fallback", "modules/mangled", "modules/mangled.libs"):
+        (r / directory).mkdir(parents=True)
+
+    def library(target, soname, function, add, calls=None, *link):
+        return ["-shared", "-fPIC", f"-Wl,-soname,{soname}" if soname else "-Wl,--no-as-needed",
+                "-o", str(r / target), str(PROGRAMS / "hook_library.c"), f"-DFUNCTION={function}", f"-DADD={add}",
+                *([f"-DCALLS={calls}"] if calls else []), *link]
+
+    def extension(target, module, calls, *link):
+        return ["-shared", "-fPIC", f"-I{include}", "-o", str(r / "modules" / target), str(PROGRAMS / "hook_extension.c"),
+                f"-DMODULE={module}", f"-DCALLS={calls}", *link]
+
+    compile_all([library("nix/libhookleaf.so.1", "libhookleaf.so.1", "hookleaf", 40),
+                 library("own-leaf/libhookleaf.so.1", "libhookleaf.so.1", "hookleaf", 50),
+                 library("modules/mangled.libs/libhookleaf-5e6f7a8b.so", "libhookleaf-5e6f7a8b.so", "hookleaf", 60)])
+    needs_leaf = (f"-L{r}/nix", "-l:libhookleaf.so.1")
+    compile_all([library("nix/libhookdep.so.1", "libhookdep.so.1", "hookdep_value", 2, "hookleaf", *needs_leaf),
+                 library("nosoname/libhookdep.so.1", None, "hookdep_value", 2, "hookleaf", *needs_leaf)])
+    shutil.copy(r / "nix/libhookdep.so.1", r / "nix-without-leaf/libhookdep.so.1")
+    write_dynamic_elf(r / "d32/libhookdep.so.1", elf_class=32, machine=EM_386, soname=b"libhookdep.so.1")
+    needs_dep = (f"-L{r}/nix", "-l:libhookdep.so.1", f"-Wl,-rpath-link,{r}/nix")
+    bundled_library = r / "modules/bundled.libs/libbundled-1a2b3c4d.so"
+    compile_all([library(str(bundled_library), "libbundled-1a2b3c4d.so", "bundled_value", 100, "hookdep_value",
+                         *needs_dep),
+                 extension("hookext.abi3.so", "hookext", "hookdep_value", *needs_dep),
+                 extension("fallback/_speedups.abi3.so", "_speedups", "hookdep_value", *needs_dep)])
+    compile_all([extension("bundled/_core.abi3.so", "_core", "bundled_value", f"-L{r}/modules/bundled.libs",
+                           "-l:libbundled-1a2b3c4d.so", "-Wl,--enable-new-dtags", "-Wl,-rpath,$ORIGIN/../bundled.libs",
+                           *needs_dep)])
+    compile_all([extension("mangled/_core.abi3.so", "_core", "hookleaf", f"-L{r}/modules/mangled.libs",
+                           "-l:libhookleaf-5e6f7a8b.so", "-Wl,--enable-new-dtags", "-Wl,-rpath,$ORIGIN/../mangled.libs")])
+    for package in ("bundled", "mangled"):
+        (r / "modules" / package / "__init__.py").write_text("from ._core import value\n")
+    (r / "modules/fallback/__init__.py").write_text(
+        "try:\n    from ._speedups import value\n    SPEEDUPS = True\n"
+        "except ImportError:  # as protobuf and google-crc32c do: pure Python instead, silently\n"
+        "    SPEEDUPS = False\n\n    def value():\n        return 0\n")
+    return HookTree(nix=str(r / "nix"), nix_without_leaf=str(r / "nix-without-leaf"), own_leaf=str(r / "own-leaf"),
+                    d32=str(r / "d32"), nosoname=str(r / "nosoname"), modules=str(r / "modules"),
+                    bundled_library=str(bundled_library))
+
+
+OLDEST_HOOK_PYTHON = "NIXLD_TEST_PYTHON38"
+
+
+def oldest_hook_python() -> str | None:
+    """A Python 3.8, the oldest the hook supports: NIXLD_TEST_PYTHON38, else pyenv's newest 3.8."""
+    given = os.environ.get(OLDEST_HOOK_PYTHON)
+    if given:
+        return given
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = sorted(versions.glob("3.8.*/bin/python3"),
+                   key=lambda path: [int(part) for part in path.parent.parent.name.split(".") if part.isdigit()])
+    return str(found[-1]) if found else None
+
+
+@pytest.fixture(scope="session", params=["this-python", "python3.8"])
+def hook_python(request) -> str:
+    """The Pythons the hook is tried in: the one running the tests (each Python CI has, in
+    turn) and 3.8, the oldest the hook supports."""
+    if request.param == "this-python":
+        return sys.executable
+    python = oldest_hook_python()
+    require(python is not None and os.access(python, os.X_OK), "a Python 3.8, the oldest the hook supports",
+            how=f"set {OLDEST_HOOK_PYTHON} to one, or `pyenv install 3.8`, as CI has")
+    return python
+
+
+HookVenvs = namedtuple("HookVenvs", "plain hooked")
+
+
+@pytest.fixture(scope="session")
+def hook_venvs(hook_python, nixld_script, tmp_path_factory) -> HookVenvs:
+    """Two virtualenvs of `hook_python`, their interpreters' paths: `plain`, and `hooked`, where
+    `nixld python-hook install` put the hook."""
+    root = tmp_path_factory.mktemp("hook-venvs")
+    pythons = []
+    for name in HookVenvs._fields:
+        subprocess.run([hook_python, "-m", "venv", "--without-pip", str(root / name)], check=True, timeout=120)
+        pythons.append(str(root / name / "bin" / "python"))
+    venvs = HookVenvs(*pythons)
+    subprocess.run([nixld_script, "python-hook", "install", "--python", venvs.hooked], check=True, timeout=120,
+                   stdout=subprocess.DEVNULL)
+    return venvs

@@ -20,7 +20,7 @@ import pytest
 from crafted import EM_AARCH64, write_elf
 
 REAL_LOADER = b"/lib64/ld-linux-x86-64.so.2"
-FILE_COMMANDS = ["run", "inspect", "doctor", "find-libs", "wrap"]
+FILE_COMMANDS = ["run", "inspect", "doctor", "find-libs", "wrap", "python-hook"]
 
 
 def make_files(root: Path) -> None:
@@ -53,10 +53,12 @@ FILES = {
     "truncated": dict.fromkeys(FILE_COMMANDS, 126),
     # What runs a script runs its interpreter: not found is 127, as in a shell; the commands
     # that read ELF files say it is a script, which they cannot read.
-    "script-without-interpreter": {"run": 127, "wrap": 127, "inspect": 126, "doctor": 126, "find-libs": 126},
+    "script-without-interpreter": {"run": 127, "wrap": 127, "inspect": 126, "doctor": 126, "find-libs": 126,
+                                   "python-hook": 127},
     "aarch64-program": {"run": 126, "wrap": 126, "inspect": ("report", 126), "doctor": "report",
-                        "find-libs": "report"},
-    "not-executable": {"run": 126, "wrap": 126, "doctor": 126, "inspect": "report", "find-libs": "report"},
+                        "find-libs": "report", "python-hook": 126},
+    "not-executable": {"run": 126, "wrap": 126, "doctor": 126, "inspect": "report", "find-libs": "report",
+                       "python-hook": 126},
 }
 
 # NIX_LD values that name no usable loader: `nixld run` refuses each with 126, and so does
@@ -79,9 +81,10 @@ USAGE_ERRORS = {
     "find-libs": [[], ["--search", "", "/bin/true"], ["--bogus", "/bin/true"], ["/bin/true", "/bin/true"]],
     "wrap": [[], ["--format", "bogus", "/bin/true"], ["--ld", "", "/bin/true"], ["-o", "", "/bin/true"],
              ["-L", "", "/bin/true"]],
-    "doctor": [["a", "b"], [""], ["--bogus"]],
+    "doctor": [["a", "b"], [""], ["--bogus"], ["--python"], ["--python", ""]],
     "shim": [[], ["--path", "--system", "bogus"], ["--bogus"]],
     "demo": [["extra"]],
+    "python-hook": [[], ["bogus"], ["status", "--python"], ["status", "--python", ""], ["install", "extra"]],
     "no-such-command": [[]],
 }
 
@@ -89,6 +92,8 @@ USAGE_ERRORS = {
 def command_line(command: str, args: list[str], root: Path) -> list[str]:
     if command == "wrap":  # where it would write, were the program good
         args = ["-o", str(root / "wrapper"), "--force", *args]
+    if command == "python-hook":  # the file is the Python it is asked about
+        args = ["status", "--python", *args]
     return [sys.executable, "-m", "nixld", command, *args]
 
 

@@ -107,7 +107,7 @@ def test_a_changed_environment_is_shown_in_the_dry_run(crafted, tmp_path):
     "args, complaint",
     [
         ([], "no command given; see 'nixld --help'"),
-        (["frobnicate"], "unknown command 'frobnicate' (commands: run, inspect, find-libs, wrap, doctor, shim, demo); see 'nixld --help'"),
+        (["frobnicate"], "unknown command 'frobnicate' (commands: run, inspect, find-libs, wrap, doctor, shim, python-hook, demo); see 'nixld --help'"),
         (["run"], "run: no PROGRAM given; see 'nixld run --help'"),
         (["run", "--bogus", "x"], "run: unknown option '--bogus'; see 'nixld run --help'"),
         (["run", "-L"], "run: -L needs a value; see 'nixld run --help'"),

@@ -622,13 +622,14 @@ def test_usage_errors_exit_2_with_one_line(args):
 def test_help_exits_0():
     result = doctor_text("--help")
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.startswith("usage: nixld doctor [-h] [--json] [PROGRAM]")
+    assert result.stdout.startswith("usage: nixld doctor [-h] [--json] [--python PYTHON] [PROGRAM]")
 
 
 def test_the_json_document_has_every_documented_field(programs, library_dirs):
     document = doctor_json(programs.quiet, NIX_LD_LIBRARY_PATH=library_dirs.a).document
     assert set(document) == {"nixld", "host", "environment", "loaders", "library_dirs", "interpreter_paths", "shims_built",
-                             "program", "findings", "ok"}
+                             "program", "python", "findings", "ok"}
+    assert document["python"] is None  # without --python PYTHON
     assert document["environment"] == {"NIX_LD": REAL_LOADER, "NIX_LD_LIBRARY_PATH": library_dirs.a}
     assert set(loader_entry(document)) == {
         "system", "path", "source", "overrides", "unset", "exists", "target", "kind", "machine", "libc",

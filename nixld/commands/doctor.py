@@ -1,4 +1,5 @@
-"""`nixld doctor [--json] [PROGRAM]`: the report `nixld.doctor` gathers, rendered as text."""
+"""`nixld doctor [--json] [--python PYTHON] [PROGRAM]`: the report `nixld.doctor` gathers,
+rendered as text."""
 
 from __future__ import annotations
 
@@ -30,14 +31,20 @@ def main(args: list[str]) -> int:
     parser.add_argument("program", metavar="PROGRAM", nargs="?",
                         help="a program to check too (a bare name is found on PATH)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--python", metavar="PYTHON",
+                        help="also say which of PYTHON's extension modules (and the libraries in its site-packages) "
+                             "its loader would not load, and where nixld's Python hook would find what they need")
     options = parser.parse_args(args)
     if options is None:  # the help was asked for, and shown
         return 0
     if options.program == "":
         raise UsageError("doctor: PROGRAM must not be empty")
+    if options.python == "":
+        raise UsageError("doctor: --python needs a non-empty value")
 
     env = caller_settings(initial_environment())
-    report = doctor.diagnose(env, None if options.program is None else os.fsencode(options.program))
+    report = doctor.diagnose(env, None if options.program is None else os.fsencode(options.program),
+                             python=None if options.python is None else os.fsencode(options.python))
     if options.json:
         import json  # start-up time: only --json prints JSON
 
@@ -70,6 +77,9 @@ def render(report: dict) -> str:
     if report["program"] is not None:
         lines += ["", "Program"]
         lines.extend(_render_program(report["program"]))
+    if report["python"] is not None:
+        lines += ["", "Python"]
+        lines.extend(_render_python(report["python"]))
     lines += ["", "Findings"]
     findings = report["findings"]
     for finding in findings:
@@ -178,4 +188,26 @@ def _render_program(program: dict) -> list[str]:
     lines.append(f"  /proc/self/exe: {'mentioned' if program['mentions_proc_self_exe'] else 'not mentioned'}")
     starters = ", ".join(program["starts_programs"])
     lines.append(f"  starts other programs: {'yes (' + starters + ')' if starters else 'no sign of it'}")
+    return lines
+
+
+def _render_python(python: dict) -> list[str]:
+    loader = f"loader {python['loader']}" if python["loader"] else "statically linked: it loads no extension module"
+    hook = python["hook"]
+    state = "installed" if hook["installed"] else "not installed"
+    lines = [f"  {python['python']}: CPython {python['version']} for {python['machine']} "
+             f"({python['system'] or 'no Nix system'}), {loader}",
+             f"  site-packages: {', '.join(python['site_packages'])} (nixld's Python hook: {state})"]
+    failing = python["failing"]
+    count = python["shared_objects"]
+    lines.append(f"  shared objects: {count}; {len(failing) or 'none'} of them need{'s' * (len(failing) == 1)} "
+                 "libraries its loader does not find" + (":" if failing else ""))
+    for module in failing:
+        line = f"    {module['relative']}: {', '.join(module['missing'])}"
+        if module["still_missing"]:
+            line += f"; in no NIX_LD directory: {', '.join(entry['soname'] for entry in module['still_missing'])}"
+        else:
+            sources = dict.fromkeys(load["path"].rsplit("/", 1)[0] for load in module["hook_loads"])
+            line += f"; the hook finds {'it' if len(module['hook_loads']) == 1 else 'them'} in {', '.join(sources)}"
+        lines.append(line)
     return lines

@@ -2,10 +2,12 @@
 
 Plan, then act, in three parts: nixld.doctor.facts gathers the facts (which loader each system
 gets and from which variable, the library directories, what sits at the well-known interpreter
-paths and, for a PROGRAM, what `nixld inspect` finds) into plain, JSON-ready dicts;
+paths and, for a PROGRAM, what `nixld inspect` finds; nixld.doctor.python, for a Python, which
+of its extension modules its loader would not load) into plain, JSON-ready dicts;
 nixld.doctor.findings derives from them, by pure functions, the findings, each one line with
 the fix to apply; nixld.commands.doctor renders the report as text (`--json` prints it as it
-is). Nothing is run but what `nixld inspect` runs (the loader's `--help`).
+is). Nothing is run but what `nixld inspect` runs (the loader's `--help`) and, with --python,
+the Python, asked what it is.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from nixld.doctor.findings import PROBLEM, findings_of
 from nixld.errors import NotExecutable, display
 
 
-def diagnose(env: dict, program: bytes | None = None, *, interpreter_paths=INTERPRETER_PATHS) -> dict:
-    """The report on the setup `env` (bytes to bytes) gives, and on `program` when given, as
-    JSON-ready data (see the README). `interpreter_paths` maps Nix systems to (path, C library)
-    pairs, as INTERPRETER_PATHS does. Raises ProgramNotFound or NotExecutable for a program that
-    does not exist or is not an ELF file."""
+def diagnose(env: dict, program: bytes | None = None, *, interpreter_paths=INTERPRETER_PATHS,
+             python: bytes | None = None) -> dict:
+    """The report on the setup `env` (bytes to bytes) gives, on `program` and on the Python
+    `python` when given, as JSON-ready data (see the README). `interpreter_paths` maps Nix
+    systems to (path, C library) pairs, as INTERPRETER_PATHS does. Raises ProgramNotFound or
+    NotExecutable for a program that does not exist or is not an ELF file, and what
+    nixld.pyhook.describe_python raises for a `python` that is not a Python it can ask."""
     import nixld  # start-up time: inspect brings pyelftools
+    from nixld.doctor.python import python_facts
 
     host = host_system()
     inspection = header = plan = None
@@ -63,6 +68,7 @@ def diagnose(env: dict, program: bytes | None = None, *, interpreter_paths=INTER
         "interpreter_paths": interpreters,
         "shims_built": shims.built_systems(),
         "program": None,
+        "python": None if python is None else python_facts(python, env),
     }
     if inspection is not None:
         program_loader = next(entry for entry in loaders if entry["system"] == program_system)

@@ -47,7 +47,45 @@ def findings_of(report: dict, env) -> list[Finding]:
                         if program is None or finding.severity == PROBLEM)
     if program is not None:
         findings.extend(_program_findings(program, report, host))
+    if report["python"] is not None:
+        findings.extend(_python_findings(report["python"]))
     return findings
+
+
+def _python_findings(python: dict):
+    """The Python's shared objects its loader would not load: fixed by the hook (installed, or
+    to install), or missing a library no NIX_LD directory holds."""
+    from nixld.doctor.python import where_looked
+
+    shown = python["python"]
+    fixable = [module for module in python["failing"] if not module["still_missing"]]
+    if fixable and not python["hook"]["installed"]:
+        names = _names(name for module in fixable for name in module["missing"])
+        sources = list(dict.fromkeys(os.path.dirname(load["path"]) for module in fixable
+                                     for load in module["hook_loads"]))
+        yield Finding(PROBLEM, "python", f"{_modules(fixable)} of {shown} cannot be loaded: its loader does not "
+                      f"find {names}, which the NIX_LD library directories hold",
+                      f"nixld python-hook install --python {shlex.quote(shown)} (it loads them from "
+                      f"{', '.join(sources)} when they are missing, and leaves the environment alone)")
+    broken = [module for module in python["failing"] if module["still_missing"]]
+    if broken:
+        absent = list(dict.fromkeys(entry["soname"] for module in broken for entry in module["still_missing"]))
+        yield Finding(PROBLEM, "python", f"{_modules(broken)} of {shown} cannot be loaded, even with nixld's Python "
+                      f"hook: {_names(absent)} {'is' if len(absent) == 1 else 'are'} in no NIX_LD library directory "
+                      f"(looked in {where_looked(python)})",
+                      f"add a directory that holds {'it' if len(absent) == 1 else 'them'} to NIX_LD_LIBRARY_PATH (on "
+                      f"NixOS: the package to programs.nix-ld.libraries); `nixld find-libs "
+                      f"{shlex.quote(broken[0]['path'])}` looks for one")
+
+
+def _modules(modules: list[dict]) -> str:
+    """`numpy/core/_multiarray_umath....so and 3 other shared objects`, in a finding."""
+    others = len(modules) - 1
+    return modules[0]["relative"] + (f" and {others} other shared object{'s' * (others != 1)}" if others else "")
+
+
+def _names(names) -> str:
+    return ", ".join(dict.fromkeys(names))
 
 
 def _environment_findings(env):
