@@ -76,11 +76,16 @@ def loader_message(stderr: str) -> str:
 
 
 def test_without_the_hook_numpy_and_pandas_fail_for_want_of_libgcc_s_or_libstdcxx(scenario):
-    for step in ("numpy alone", "pandas alone"):
-        result = scenario[step]
-        assert result.returncode == 1, result.stderr
-        assert any(f"{name}: cannot open shared object file: No such file or directory" in loader_message(result.stderr)
-                   for name in HIDDEN), result.stderr
+    numpy = scenario["numpy alone"]
+    assert numpy.returncode == 1, numpy.stderr
+    assert any(f"{name}: cannot open shared object file: No such file or directory" in loader_message(numpy.stderr)
+               for name in HIDDEN), numpy.stderr
+    # pandas words numpy's failure its own way, and some releases (2.3 with numpy 2.0, on 3.9)
+    # drop the loader's line: where it is passed on, it is the same familiar one.
+    pandas = scenario["pandas alone"]
+    assert pandas.returncode == 1 and "ImportError" in pandas.stderr and "numpy" in pandas.stderr, pandas.stderr
+    passed_on = [line for line in pandas.stderr.splitlines() if "cannot open shared object file" in line]
+    assert all(any(f"{name}: cannot open shared object file" in line for name in HIDDEN) for line in passed_on)
 
 
 def test_with_the_hook_numpy_computes_and_pandas_sums(scenario):
