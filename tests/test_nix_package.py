@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT
+from conftest import PROJECT, require
 from nixpkgs_standin import (build_log, built, built_nixld, closure, evaluate, git_files, nix_tool,
                              nixld_expression, pkgs)
 from nixpkgs_standin import build as nix_build
@@ -95,7 +95,10 @@ def test_the_shims_are_what_setup_py_builds_from_the_same_sources(packages, tmp_
     """One set of compiler flags: the Nix build runs nixld/_shim_build.py, as setup.py does."""
     shim_build = checkout_shim_build()
     for name, system in (("nix-ld", "x86_64_linux"), ("nix-ld32", "i686_linux")):
-        assert shim_build.build_shim([shutil.which("gcc")], system, str(tmp_path / name)) is None
+        problem = shim_build.build_shim([shutil.which("gcc")], system, str(tmp_path / name))
+        if system == "i686_linux":  # the x86-64 shim has been compared by then
+            require(problem is None, f"this gcc cannot build the i686 shim ({problem})", package="gcc-multilib")
+        assert problem is None
         assert (tmp_path / name).read_bytes() == Path(packages["shim"], "libexec", name).read_bytes(), name
 
 

@@ -269,7 +269,7 @@ def test_nixld_run_starts_a_set_user_id_program_without_its_privileges(world):
     bits grant: the caller's choice of loader and libraries then affects the caller alone.
     (nixld's main runs as nobody in a Python that imported it as root and then gave up root:
     the virtualenv it lives in may be where nobody can reach it.)"""
-    code = ("import os, sys\nimport nixld.cli, nixld.loader, nixld._exec\n"
+    code = ("import os, sys\nimport nixld.cli, nixld.commands.run, nixld.loader, nixld._exec\n"
             f"os.setgroups([])\nos.setresgid({NOBODY}, {NOBODY}, {NOBODY})\nos.setresuid({NOBODY}, {NOBODY}, {NOBODY})\n"
             "sys.exit(nixld.cli.main(sys.argv[1:]))")
     env = hostile_environment(world, NIX_LD=LOADER, NIX_LD_x86_64_linux=LOADER, NIX_LD_LOG="warn")
