@@ -117,7 +117,17 @@ def argument_parser(command: str, **options):
     and whose parse_args returns None when it has shown the help (rather than exiting)."""
     import argparse  # start-up time: only the commands other than run use argparse
 
+    def non_empty(value: str) -> str:
+        if not value:  # a path or a name: "" is neither
+            raise argparse.ArgumentTypeError("needs a non-empty value")
+        return value
+
     class Parser(argparse.ArgumentParser):
+        def add_argument(self, *names, **settings):  # every value given is refused when empty
+            if settings.get("action", "store") in ("store", "append") and "type" not in settings:
+                settings["type"] = non_empty
+            return super().add_argument(*names, **settings)
+
         def error(self, message):  # one line, nixld's usage status
             raise UsageError(f"{command}: {message}")
 

@@ -9,7 +9,6 @@ from nixld import config, doctor
 from nixld.doctor.facts import STARTS_DIRECTLY, machine_of
 from nixld.doctor.findings import PROBLEM
 from nixld.console import argument_parser, write_output
-from nixld.errors import UsageError
 from nixld.loader import caller_settings, initial_environment
 
 
@@ -37,10 +36,6 @@ def main(args: list[str]) -> int:
     options = parser.parse_args(args)
     if options is None:  # the help was asked for, and shown
         return 0
-    if options.program == "":
-        raise UsageError("doctor: PROGRAM must not be empty")
-    if options.python == "":
-        raise UsageError("doctor: --python needs a non-empty value")
 
     env = caller_settings(initial_environment())
     report = doctor.diagnose(env, None if options.program is None else os.fsencode(options.program),

@@ -7,7 +7,7 @@ import sys
 import time
 
 from nixld.console import argument_parser, write_output
-from nixld.errors import UsageError, display
+from nixld.errors import display
 
 
 def main(args: list[str]) -> int:
@@ -34,8 +34,6 @@ def main(args: list[str]) -> int:
     options = parser.parse_args(args)
     if options is None:  # the help was asked for, and shown
         return 0
-    if "" in options.search:
-        raise UsageError("find-libs: --search needs a non-empty value")
 
     from nixld.loader import caller_settings, initial_environment, resolve_program
 

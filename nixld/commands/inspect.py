@@ -7,7 +7,7 @@ import os
 
 from nixld import config
 from nixld.console import argument_parser, write_error, write_output
-from nixld.errors import NixLdError, UsageError
+from nixld.errors import NixLdError
 
 
 def main(args: list[str]) -> int:
@@ -31,8 +31,6 @@ def main(args: list[str]) -> int:
     options = parser.parse_args(args)
     if options is None:  # the help was asked for, and shown
         return 0
-    if options.ld == "" or "" in options.libs:
-        raise UsageError("inspect: --ld and -L need a non-empty value")
 
     from nixld import inspect
     from nixld.loader import caller_settings, initial_environment

@@ -7,7 +7,7 @@ import os
 import sys
 
 from nixld.console import argument_parser, write_output
-from nixld.errors import UsageError, display
+from nixld.errors import display
 
 ACTIONS = ("install", "remove", "status")
 
@@ -39,8 +39,6 @@ def main(args: list[str]) -> int:
     options = parser.parse_args(args)
     if options is None:  # the help was asked for, and shown
         return 0
-    if options.python == "":
-        raise UsageError("python-hook: --python needs a non-empty value")
 
     env = caller_settings(initial_environment())
     python = os.fsencode(options.python if options.python is not None else sys.executable)

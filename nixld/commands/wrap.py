@@ -46,8 +46,6 @@ def main(args: list[str]) -> int:
     options = parser.parse_args(args)
     if options is None:  # the help was asked for, and shown
         return 0
-    if options.ld == "" or "" in options.libs or options.output == "":
-        raise UsageError("wrap: --ld, -L and -o need a non-empty value")
     program = os.fsencode(options.program)
     if options.undo:
         given = [name for name, value in (("-L", options.libs), ("--ld", options.ld), ("--argv0", options.argv0),
